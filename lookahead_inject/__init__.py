@@ -1,0 +1,17 @@
+"""Lookahead (Zhang et al. 2019) for an already compiled Keras model, in one call.
+
+    model.compile(optimizer="adam", loss="mse")
+    la = lookahead_inject.inject(model, k=5, alpha=0.5)
+    model.fit(x, y)
+
+Importing this package does not import TensorFlow; ``inject`` and ``detect`` do.
+"""
+
+from .errors import (InvalidArgumentError, LookaheadError, ModelNotReadyError,
+                     UnsupportedEnvironmentError)
+from .lookahead import Lookahead, detect, inject
+
+__version__ = "0.1.0"
+
+__all__ = ["inject", "Lookahead", "detect", "LookaheadError", "InvalidArgumentError",
+           "ModelNotReadyError", "UnsupportedEnvironmentError", "__version__"]

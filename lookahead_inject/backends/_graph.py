@@ -1,0 +1,131 @@
+"""What the graph-mode backends (tf114, tf115, tf2_graph) share.
+
+Each of them rebuilds ``model.train_function`` the way its TF version's
+``Model._make_train_function`` does (the blog's approach), with the Lookahead
+ops appended to the same ``K.function``: one session run per step, no Python
+counter, no extra session calls. The per-version builder is the only thing a
+graph backend module holds; this module installs it so that every later rebuild
+by Keras (``compile()`` resets ``train_function`` to None in every version; the
+sample-weight mode change rebuilds it too) goes through it again.
+"""
+
+import importlib
+
+import numpy as np
+import tensorflow as tf
+
+from ..errors import ModelNotReadyError
+from ._attachment import Attachment
+from ._sync import LookaheadVariables
+
+
+def engine_backend(model):
+    """The Keras backend module the model's own engine imports.
+
+    The blog used the public ``tf.keras.backend``, which lacks
+    ``symbolic_learning_phase`` and ``get_graph`` in every TF from 1.14 to
+    2.21, and from TF 2.6 on ``tensorflow.python.keras.backend`` is a stale copy
+    with a graph and session of its own. The engine's sibling ``backend`` module
+    is the one that shares the model's graph and session.
+    """
+    for cls in type(model).__mro__:
+        package, sep, _ = cls.__module__.partition(".engine.")
+        if sep:
+            return importlib.import_module(package + ".backend")
+    raise ModelNotReadyError(
+        "{} is not a Keras model from tf.keras (no Keras engine class in its "
+        "bases). inject() takes a compiled tf.keras Model.".format(type(model).__name__))
+
+
+def create_variables(model, K, k, alpha):
+    """Slow copies and the step counter, as Keras variables of the model's graph.
+
+    They start as zeros, not as ``K.variable(p)``: the blog's initial value read
+    ``p`` in the same initializer run as ``p``'s own (FailedPreconditionError
+    on a fresh TF1 model) and froze the values at inject time. The slow copies
+    are filled from the fast weights by the first training step instead.
+    """
+    fast = list(model.trainable_weights)
+    if not fast:
+        raise ModelNotReadyError(
+            "The model has no trainable weights, so Lookahead has nothing to do. "
+            "Build the model (call it on data or give it an input shape) and "
+            "make at least one layer trainable before inject().")
+    with fast[0].graph.as_default():
+        slow = [K.variable(np.zeros(_shape(w), dtype=w.dtype.base_dtype.as_numpy_dtype),
+                           dtype=w.dtype.base_dtype, name="lookahead_slow/" + _short(w))
+                for w in fast]
+        step = K.variable(0, dtype="int64", name="lookahead_step")
+    return LookaheadVariables(fast, slow, step, k, alpha)
+
+
+def attach(model, k, alpha, build_train_function):
+    """Route every (re)build of the model's train function through ``build_train_function``.
+
+    ``build_train_function(model, K, lookahead_updates)`` mirrors its TF
+    version's ``_make_train_function`` and gets the optimizer's updates through
+    ``lookahead_updates(params, optimizer_updates)``.
+    """
+    K = engine_backend(model)
+    variables = create_variables(model, K, k, alpha)
+
+    def lookahead_updates(params, optimizer_updates):
+        return updates_with_lookahead(variables, params, optimizer_updates)
+
+    def make_train_function():
+        build_train_function(model, K, lookahead_updates)
+
+    # An instance attribute shadows Model._make_train_function: fit, train_on_batch
+    # and fit_generator all reach the train function through it, in every TF1/v1 version.
+    model._make_train_function = make_train_function
+    model.train_function = None
+
+    def detach():
+        del model._make_train_function
+        model.train_function = None
+
+    return Attachment(
+        variables,
+        read=K.batch_get_value,
+        write=lambda vs, values: K.batch_set_value(list(zip(vs, values))),
+        detach=detach)
+
+
+def updates_with_lookahead(variables, params, optimizer_updates):
+    """The optimizer's updates, preceded by the slow-weight start and followed by the sync.
+
+    ``optimizer_updates()`` creates the optimizer's ops; it is called inside a
+    control dependency on the start op, so the fast weights are read into the
+    slow ones before the first update writes them.
+    """
+    variables.check_covers(params)
+    with tf.control_dependencies([variables.start_op()]):
+        updates = [_as_op(u) for u in optimizer_updates()]
+    return updates + [variables.sync_op(after=updates)]
+
+
+def _as_op(update):
+    # Old-style Keras optimizers may return (variable, new_value) pairs; the
+    # sync must be ordered after them, so they become assign ops here.
+    if isinstance(update, tuple):
+        variable, value = update
+        return tf.compat.v1.assign(variable, value)
+    return update
+
+
+def _shape(weight):
+    return tuple(weight.shape.as_list())
+
+
+def _short(weight):
+    return weight.name.split(":")[0].replace("/", "_")
+
+
+def check(model):
+    """Refuse models the graph builders cannot rebuild, before anything is changed."""
+    if not hasattr(model, "_make_train_function"):
+        raise ModelNotReadyError(
+            "{} was not built by the graph-mode (v1) Keras engine, but eager "
+            "execution is disabled. Build and compile the model after "
+            "tf.compat.v1.disable_eager_execution(), in the same process.".format(
+                type(model).__name__))

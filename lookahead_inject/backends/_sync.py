@@ -1,0 +1,80 @@
+"""The Lookahead update, written once for every backend.
+
+Algorithm 1 of Zhang et al. 2019, "Lookahead Optimizer: k steps forward, 1 step back":
+
+    slow <- fast                          before the first fast step
+    after fast steps k, 2k, 3k, ...:
+        slow <- slow + alpha * (fast - slow)
+        fast <- slow
+
+The ops here use only public TensorFlow API and work in a TF1 graph, in a
+``tf.function`` and eagerly. Each backend decides where they go (inside the
+rebuilt graph train function, or inside the optimizer's apply step) and how the
+variables are created; nothing here knows which TF version runs.
+"""
+
+import tensorflow as tf
+
+
+class LookaheadVariables(object):
+    """One model's Lookahead state: a slow copy of each fast weight and a step counter.
+
+    ``step`` counts fast steps taken since inject (not ``optimizer.iterations``,
+    which a resumed run or a shared optimizer would shift). Slow weights are
+    filled from the fast ones when ``step == 0``, at the first training step,
+    so weights loaded or set after ``inject`` are the start point.
+    """
+
+    def __init__(self, fast, slow, step, k, alpha):
+        self.fast = list(fast)
+        self.slow = list(slow)
+        self.step = step
+        self.k = k
+        self.alpha = alpha
+
+    def check_covers(self, params):
+        """Refuse to train ``params`` that have no slow copy (made trainable after inject)."""
+        known = set(id(f) for f in self.fast)
+        missing = [p.name for p in params if id(p) not in known]
+        if missing:
+            from ..errors import ModelNotReadyError
+            raise ModelNotReadyError(
+                "The model's trainable weights changed since inject (new: {}). "
+                "Call la.remove() and inject again after changing which layers "
+                "are trainable.".format(", ".join(missing)))
+
+    def start_op(self):
+        """Before a fast step: ``slow <- fast`` if no step was taken yet."""
+        def start():
+            return _grouped([s.assign(f) for f, s in zip(self.fast, self.slow)])
+        return tf.cond(tf.equal(self.step.read_value(), 0), start, _nothing)
+
+    def sync_op(self, after=()):
+        """After a fast step: count it, and on every k-th step pull fast and slow together.
+
+        ``after`` are the ops of the fast step (graph mode); inside a
+        ``tf.function`` or eagerly, program order already sequences the ops.
+        """
+        with tf.control_dependencies(list(after)):
+            step = self.step.assign_add(1)
+            at_sync = tf.equal(tf.math.floormod(step, self.k), 0)
+            return tf.cond(at_sync, self._pull_together, _nothing)
+
+    def _pull_together(self):
+        assigns = []
+        for fast, slow in zip(self.fast, self.slow):
+            # One new value per weight, written to both: fast <- slow after the lerp.
+            new = slow + tf.cast(self.alpha, slow.dtype.base_dtype) * (fast - slow)
+            assigns += [slow.assign(new), fast.assign(new)]
+        return _grouped(assigns)
+
+
+def _grouped(ops):
+    # tf.cond in TF 1.x wants both branches to return tensors of one structure;
+    # a bool "did it run" tensor behind control dependencies does that everywhere.
+    with tf.control_dependencies(ops):
+        return tf.constant(True)
+
+
+def _nothing():
+    return tf.constant(False)

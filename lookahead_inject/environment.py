@@ -1,0 +1,90 @@
+"""What TensorFlow is running: version, the Keras behind ``tf.keras``, eager or graph.
+
+All version parsing of the library lives here (with ``packaging``); the dispatch
+table and the backends only compare the values this module produces.
+"""
+
+import collections
+import os
+
+from packaging.version import Version
+
+from .errors import UnsupportedEnvironmentError
+
+#: Names for the Keras that ``tf.keras`` resolves to.
+KERAS_BUNDLED = "tf.keras (bundled with TF)"   # TF 1.x - 2.5: tensorflow.python.keras
+KERAS_2 = "keras 2"                             # TF 2.6 - 2.15: the separate keras 2 package
+KERAS_TF_KERAS = "tf-keras"                     # TF >= 2.16 with TF_USE_LEGACY_KERAS=1
+KERAS_3 = "keras 3"                             # TF >= 2.16 default
+
+GRAPH = "graph"
+EAGER = "eager"
+
+
+class Environment(
+    collections.namedtuple(
+        "Environment", "tf_version keras keras_version mode keras_backend")
+):
+    """The running TensorFlow as seen by ``inject``.
+
+    ``tf_version`` is a ``packaging.version.Version``; ``keras`` one of the
+    ``KERAS_*`` names; ``mode`` ``"graph"`` or ``"eager"``; ``keras_backend`` the
+    Keras 3 backend (``"tensorflow"``, ``"jax"``, ...) or ``None`` before Keras 3.
+    """
+
+    __slots__ = ()
+
+    def describe(self):
+        text = "TensorFlow {} ({} {}), {} mode".format(
+            self.tf_version, self.keras, self.keras_version or "", self.mode)
+        if self.keras_backend and self.keras_backend != "tensorflow":
+            text += ", Keras backend {!r}".format(self.keras_backend)
+        return text
+
+
+def _import_tensorflow():
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise UnsupportedEnvironmentError(
+            "TensorFlow is not installed in this Python ({}). lookahead_inject "
+            "adds Lookahead to a compiled tf.keras model, so it needs the "
+            "TensorFlow your training code uses; install it, e.g. "
+            "`pip install tensorflow==2.15.1` (or `pip install "
+            "lookahead_inject[tensorflow]`).".format(exc)) from exc
+    return tf
+
+
+def _keras_flavour(tf, tf_version):
+    """Which Keras ``tf.keras`` is, read from where its Model class lives."""
+    model_module = tf.keras.Model.__module__
+    if model_module.startswith("tensorflow"):
+        return KERAS_BUNDLED, getattr(tf.keras, "__version__", None)
+    if model_module.startswith("tf_keras"):
+        import tf_keras
+        return KERAS_TF_KERAS, tf_keras.__version__
+    import keras
+    if Version(keras.__version__).major >= 3:
+        return KERAS_3, keras.__version__
+    return KERAS_2, keras.__version__
+
+
+def _keras3_backend():
+    # Keras 3 picks its backend from KERAS_BACKEND or ~/.keras/keras.json; ask it.
+    import keras
+    return keras.backend.backend()
+
+
+def detect_environment():
+    """Inspect the running TensorFlow; raises a clear error when there is none."""
+    tf = _import_tensorflow()
+    tf_version = Version(tf.__version__)
+    keras, keras_version = _keras_flavour(tf, tf_version)
+    mode = EAGER if tf.executing_eagerly() else GRAPH
+    keras_backend = _keras3_backend() if keras == KERAS_3 else None
+    return Environment(tf_version, keras, keras_version, mode, keras_backend)
+
+
+def legacy_keras_requested():
+    """True when the user asked TF >= 2.16 for tf-keras instead of Keras 3."""
+    return os.environ.get("TF_USE_LEGACY_KERAS", "").lower() in ("1", "true")

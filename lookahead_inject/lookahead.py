@@ -1,0 +1,169 @@
+"""The public handle: ``Lookahead`` and ``inject``."""
+
+import math
+import numbers
+import weakref
+
+from . import dispatch
+from .environment import detect_environment
+from .errors import InvalidArgumentError, ModelNotReadyError
+
+# model -> its Lookahead, so a second inject on the same model is refused.
+_INJECTED = weakref.WeakKeyDictionary()
+
+
+def _checked_k(k):
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise InvalidArgumentError(
+            "k={!r}: k is the number of fast steps between two syncs and must be "
+            "a positive int, e.g. k=5.".format(k))
+    return int(k)
+
+
+def _checked_alpha(alpha):
+    if (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
+            or math.isnan(alpha) or not 0.0 <= alpha <= 1.0):
+        raise InvalidArgumentError(
+            "alpha={!r}: alpha is the slow weights' step size and must be a number "
+            "in [0, 1], e.g. alpha=0.5 (1 keeps the fast weights, 0 resets to the "
+            "slow ones).".format(alpha))
+    return float(alpha)
+
+
+def _check_compiled(model):
+    if not (hasattr(model, "compile") and hasattr(model, "trainable_weights")):
+        raise ModelNotReadyError(
+            "inject() takes a compiled tf.keras Model; got {}.".format(type(model).__name__))
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        raise ModelNotReadyError(
+            "The model is not compiled. Call model.compile(optimizer=..., loss=...) "
+            "before inject(model): Lookahead wraps the optimizer that compile sets.")
+    if isinstance(optimizer, (list, tuple)):
+        raise ModelNotReadyError(
+            "The model was compiled with a list of {} optimizers; Lookahead needs "
+            "one optimizer. Compile with a single optimizer.".format(len(optimizer)))
+
+
+class Lookahead(object):
+    """Lookahead (Zhang et al. 2019) around the optimizer of a compiled Keras model.
+
+    The optimizer takes the fast steps. The library keeps a slow copy of every
+    trainable weight, equal to the fast weights at the first training step, and
+    after fast steps k, 2k, 3k, ... (one count across epochs, ``fit``,
+    ``train_on_batch`` and ``fit_generator``) it sets::
+
+        slow <- slow + alpha * (fast - slow)
+        fast <- slow
+
+    k=1, alpha=1 is plain training; alpha=0 goes back to the start every k steps.
+    The sync runs inside the training step; loss and metrics are reported as
+    without Lookahead.
+
+    >>> import numpy as np, tensorflow as tf
+    >>> from lookahead_inject import Lookahead
+    >>> model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,))])
+    >>> model.compile(optimizer=tf.keras.optimizers.SGD(0.1), loss="mse")
+    >>> la = Lookahead(k=2, alpha=0.0).inject(model)
+    >>> start = model.get_weights()
+    >>> x, y = np.ones((4, 3), "float32"), np.zeros((4, 1), "float32")
+    >>> _ = model.train_on_batch(x, y)
+    >>> bool(np.allclose(model.get_weights()[0], start[0]))     # one fast step moved
+    False
+    >>> _ = model.train_on_batch(x, y)                          # step k=2: back to slow
+    >>> all(np.allclose(w, s) for w, s in zip(model.get_weights(), start))
+    True
+    """
+
+    def __init__(self, k=5, alpha=0.5):
+        self.k = _checked_k(k)
+        self.alpha = _checked_alpha(alpha)
+        self.model = None
+        self.backend = None
+        self._attachment = None
+
+    def inject(self, model, backend="auto"):
+        """Make ``model`` train with Lookahead; returns the handle bound to it.
+
+        A ``Lookahead`` serves one model: injecting an already bound one into
+        another model returns a new handle with the same k and alpha (each
+        model keeps its own step count).
+        """
+        if self.model is not None:
+            return Lookahead(self.k, self.alpha).inject(model, backend)
+        _check_compiled(model)
+        if model in _INJECTED:
+            raise ModelNotReadyError(
+                "This model already trains with Lookahead (k={}, alpha={}). Use the "
+                "handle inject() returned, or call its remove() before injecting "
+                "again.".format(_INJECTED[model].k, _INJECTED[model].alpha))
+        name = dispatch.choose_backend(detect_environment(), backend)
+        module = dispatch.load_backend(name)
+        module.check(model)
+        self._attachment = module.attach(model, self.k, self.alpha)
+        self.model, self.backend = model, name
+        _INJECTED[model] = self
+        return self
+
+    def remove(self):
+        """Give the model its own training back (fast weights stay as they are)."""
+        if self.model is None:
+            raise InvalidArgumentError("This Lookahead is not injected into a model.")
+        self._attachment.detach()
+        del _INJECTED[self.model]
+        self.model = self._attachment = None
+
+    @property
+    def step(self):
+        """Fast steps taken since inject, as stored in the model's step counter."""
+        return int(self._bound().read([self._attachment.variables.step])[0])
+
+    def slow_weights_values(self):
+        """The slow weights as numpy arrays, in ``model.trainable_weights`` order."""
+        variables = self._bound().variables
+        return self._attachment.read(variables.slow)
+
+    def _bound(self):
+        if self._attachment is None:
+            raise InvalidArgumentError(
+                "This Lookahead is not injected into a model; call inject(model) first.")
+        return self._attachment
+
+    def __repr__(self):
+        where = "model {!r} via {}".format(self.model.name, self.backend) if self.model else "not injected"
+        return "Lookahead(k={}, alpha={}; {})".format(self.k, self.alpha, where)
+
+
+def inject(model, k=5, alpha=0.5, backend="auto"):
+    """Add Lookahead to a compiled Keras model; returns its ``Lookahead`` handle.
+
+    Same as ``Lookahead(k, alpha).inject(model, backend)``. ``backend="auto"``
+    picks the backend for the running TensorFlow (see ``detect()``).
+
+    >>> import numpy as np, tensorflow as tf
+    >>> from lookahead_inject import inject
+    >>> model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,))])
+    >>> model.compile(optimizer=tf.keras.optimizers.SGD(0.1), loss="mse")
+    >>> la = inject(model, k=5, alpha=0.5)
+    >>> _ = model.fit(np.ones((8, 3)), np.zeros((8, 1)), batch_size=4, epochs=3, verbose=0)
+    >>> la.step
+    6
+    """
+    return Lookahead(k, alpha).inject(model, backend)
+
+
+def detect(backend="auto"):
+    """What ``inject`` would see here: a dict with the TF version, the Keras behind
+    ``tf.keras``, the execution mode and the backend ``inject`` picks.
+
+    Raises the same clear error as ``inject`` when no backend fits.
+    """
+    environment = detect_environment()
+    return {
+        "tensorflow": str(environment.tf_version),
+        "keras": environment.keras,
+        "keras_version": environment.keras_version,
+        "mode": environment.mode,
+        "keras_backend": environment.keras_backend,
+        "backend": dispatch.choose_backend(environment, backend),
+    }
