@@ -43,6 +43,11 @@ def _check_compiled(model):
         raise ModelNotReadyError(
             "The model was compiled with a list of {} optimizers; Lookahead needs "
             "one optimizer. Compile with a single optimizer.".format(len(optimizer)))
+    if not model.trainable_weights:
+        raise ModelNotReadyError(
+            "The model has no trainable weights, so Lookahead has nothing to do. "
+            "Build the model (give it an input shape or call it on data) and make "
+            "at least one layer trainable before inject().")
 
 
 class Lookahead(object):

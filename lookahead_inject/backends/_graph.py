@@ -46,11 +46,6 @@ def create_variables(model, K, k, alpha):
     are filled from the fast weights by the first training step instead.
     """
     fast = list(model.trainable_weights)
-    if not fast:
-        raise ModelNotReadyError(
-            "The model has no trainable weights, so Lookahead has nothing to do. "
-            "Build the model (call it on data or give it an input shape) and "
-            "make at least one layer trainable before inject().")
     with fast[0].graph.as_default():
         slow = [K.variable(np.zeros(_shape(w), dtype=w.dtype.base_dtype.as_numpy_dtype),
                            dtype=w.dtype.base_dtype, name="lookahead_slow/" + _short(w))

@@ -1,0 +1,155 @@
+"""TensorFlow-side helpers of the tests: models, optimizers, the three training APIs."""
+
+import numpy as np
+import tensorflow as tf
+
+from lookahead_inject import environment
+from reference import mlp_init
+
+ENVIRONMENT = None
+GRAPH = False
+KERAS_3 = False
+
+
+def configure_mode(mode):
+    global ENVIRONMENT, GRAPH, KERAS_3
+    if mode == "graph" and tf.executing_eagerly():
+        tf.compat.v1.disable_eager_execution()
+    if mode == "eager" and not tf.executing_eagerly():
+        raise SystemExit("--tf-mode eager: TF {} runs Keras in graph mode only".format(tf.__version__))
+    ENVIRONMENT = environment.detect_environment()
+    GRAPH = ENVIRONMENT.mode == environment.GRAPH
+    KERAS_3 = ENVIRONMENT.keras == environment.KERAS_3
+
+
+# 48 samples, batches of 16: 3 steps per epoch, so k=5 and k=2 do not divide an epoch.
+N_IN, BATCH, STEPS_PER_EPOCH, EPOCHS = 4, 16, 3, 4
+STEPS = STEPS_PER_EPOCH * EPOCHS
+
+
+def data(seed=1, n_out=1):
+    rng = np.random.RandomState(seed)
+    x = rng.uniform(-1, 1, (BATCH * STEPS_PER_EPOCH, N_IN)).astype("float32")
+    y = rng.uniform(-1, 1, (BATCH * STEPS_PER_EPOCH, n_out)).astype("float32")
+    return x, y
+
+
+def epoch_batches(x, y, epochs=EPOCHS):
+    """The batches fit(shuffle=False) takes, in order, ``epochs`` times."""
+    one = [(x[i:i + BATCH], y[i:i + BATCH]) for i in range(0, len(x), BATCH)]
+    return one * epochs
+
+
+def optimizer(name):
+    """A fresh Keras optimizer matching reference.OPTIMIZERS[name]."""
+    # TF >= 2.11 graph mode needs the legacy optimizers (the new ones have no get_updates).
+    module = tf.keras.optimizers
+    if GRAPH and hasattr(module, "legacy"):
+        module = module.legacy
+    return {
+        "sgd": lambda: module.SGD(learning_rate=0.1),
+        "momentum": lambda: module.SGD(learning_rate=0.05, momentum=0.9),
+        "adam": lambda: module.Adam(learning_rate=0.01),
+    }[name]()
+
+
+def mlp(opt="sgd", weights=None, **compile_kwargs):
+    """Dense(8, tanh) -> Dense(1), compiled with MSE, weights set to ``weights``."""
+    model = tf.keras.Sequential([
+        tf.keras.layers.Dense(8, activation="tanh", input_shape=(N_IN,)),
+        tf.keras.layers.Dense(1),
+    ])
+    model.compile(optimizer=optimizer(opt) if isinstance(opt, str) else opt, loss="mse",
+                  **compile_kwargs)
+    if weights is not None:
+        model.set_weights([np.asarray(w, "float32") for w in weights])
+    return model
+
+
+def start_weights():
+    return mlp_init(N_IN)
+
+
+class RecordWeights(tf.keras.callbacks.Callback):
+    def __init__(self):
+        super(RecordWeights, self).__init__()
+        self.weights = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.weights.append(self.model.get_weights())
+
+
+def _generator(x, y):
+    while True:
+        for i in range(0, len(x), BATCH):
+            yield x[i:i + BATCH], y[i:i + BATCH]
+
+
+def train(model, api, x, y, epochs=EPOCHS):
+    """Train with ``api``; returns model.get_weights() after every step."""
+    if api == "train_on_batch":
+        out = []
+        for bx, by in epoch_batches(x, y, epochs):
+            model.train_on_batch(bx, by)
+            out.append(model.get_weights())
+        return out
+    recorder = RecordWeights()
+    if api == "fit":
+        model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=False, verbose=0,
+                  callbacks=[recorder])
+    elif api == "fit_generator":
+        fit = getattr(model, "fit_generator", None) if not KERAS_3 else None
+        # Keras 3 has no fit_generator; its fit takes the generator itself.
+        (fit or model.fit)(_generator(x, y), steps_per_epoch=len(x) // BATCH, epochs=epochs,
+                           verbose=0, callbacks=[recorder])
+    else:
+        raise ValueError(api)
+    return recorder.weights
+
+
+APIS = ("train_on_batch", "fit", "fit_generator")
+
+
+def get_values(variables):
+    """Numpy copies of variables, the way this TF/mode allows."""
+    if GRAPH:
+        return tf.keras.backend.batch_get_value(list(variables))
+    return [np.array(v.numpy()) for v in variables]
+
+
+def set_values(variables, values):
+    """Write numpy values into variables, the way this TF/mode allows."""
+    if GRAPH:
+        tf.keras.backend.batch_set_value(list(zip(variables, values)))
+    else:
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+
+
+def keras_lookahead_reference(model, steps, k, alpha):
+    """Plain Keras training plus Lookahead done by hand with get/set of the weights.
+
+    ``steps`` is a list of callables ``step(model) -> outputs``, each one plain
+    training step. Returns (weights after each step, outputs of each step).
+    """
+    slow, weights, outputs = None, [], []
+    for i, step in enumerate(steps, 1):
+        fast_vars = model.trainable_weights
+        if slow is None:
+            slow = get_values(fast_vars)
+        outputs.append(step(model))
+        if i % k == 0:
+            fast = get_values(fast_vars)
+            slow = [s + alpha * (f - s) for s, f in zip(slow, fast)]
+            set_values(fast_vars, slow)
+        weights.append(model.get_weights())
+    return weights, outputs
+
+
+def assert_trajectories_equal(actual, expected, atol=1e-5):
+    assert len(actual) == len(expected), (len(actual), len(expected))
+    for step, (got, want) in enumerate(zip(actual, expected), 1):
+        assert len(got) == len(want)
+        for i, (g, w) in enumerate(zip(got, want)):
+            np.testing.assert_allclose(
+                g, w, rtol=0, atol=atol, err_msg="step {}, weight {}".format(step, i))

@@ -1,0 +1,94 @@
+"""An independent numpy simulation of the optimizers plus Lookahead, in float64.
+
+Nothing here imports TensorFlow: the gradients of the test MLP are derived by
+hand, the optimizers follow the formulas Keras documents, and Lookahead is the
+paper's Algorithm 1. Tests compare the library's weights to these, step by step.
+"""
+
+import numpy as np
+
+
+def mlp_init(n_in=4, n_hidden=8, seed=0):
+    """Weights of Dense(n_hidden, tanh) -> Dense(1), in Keras' get_weights() order."""
+    rng = np.random.RandomState(seed)
+    return [rng.uniform(-0.8, 0.8, (n_in, n_hidden)), rng.uniform(-0.1, 0.1, n_hidden),
+            rng.uniform(-0.8, 0.8, (n_hidden, 1)), rng.uniform(-0.1, 0.1, 1)]
+
+
+def mlp_grads(params, x, y):
+    """Gradients of mean((tanh(x W1 + b1) W2 + b2 - y)^2) over the batch."""
+    w1, b1, w2, b2 = params
+    h = np.tanh(x @ w1 + b1)
+    out = h @ w2 + b2
+    d_out = 2.0 * (out - y) / len(x)
+    d_h = (d_out @ w2.T) * (1.0 - h ** 2)
+    return [x.T @ d_h, d_h.sum(0), h.T @ d_out, d_out.sum(0)]
+
+
+class SGD(object):
+    """Keras SGD: v <- momentum * v - lr * g; p <- p + v (p - lr * g without momentum)."""
+
+    def __init__(self, lr, momentum=0.0):
+        self.lr, self.momentum, self.velocity = lr, momentum, None
+
+    def step(self, params, grads):
+        if self.velocity is None:
+            self.velocity = [np.zeros_like(p) for p in params]
+        self.velocity = [self.momentum * v - self.lr * g for v, g in zip(self.velocity, grads)]
+        return [p + v for p, v in zip(params, self.velocity)]
+
+
+class Adam(object):
+    """Keras Adam: p <- p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)."""
+
+    def __init__(self, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        self.lr, self.b1, self.b2, self.eps = lr, beta_1, beta_2, epsilon
+        self.t, self.m, self.v = 0, None, None
+
+    def step(self, params, grads):
+        if self.m is None:
+            self.m = [np.zeros_like(p) for p in params]
+            self.v = [np.zeros_like(p) for p in params]
+        self.t += 1
+        self.m = [self.b1 * m + (1 - self.b1) * g for m, g in zip(self.m, grads)]
+        self.v = [self.b2 * v + (1 - self.b2) * g * g for v, g in zip(self.v, grads)]
+        lr_t = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
+        return [p - lr_t * m / (np.sqrt(v) + self.eps) for p, m, v in zip(params, self.m, self.v)]
+
+
+OPTIMIZERS = {
+    "sgd": lambda: SGD(0.1),
+    "momentum": lambda: SGD(0.05, momentum=0.9),
+    "adam": lambda: Adam(0.01),
+}
+
+
+class LookaheadSim(object):
+    """Algorithm 1: slow <- fast at the first step; after steps k, 2k, ...:
+    slow <- slow + alpha (fast - slow), fast <- slow. The inner optimizer keeps its state."""
+
+    def __init__(self, k, alpha):
+        self.k, self.alpha, self.step, self.slow = k, alpha, 0, None
+
+    def after_fast_step(self, fast):
+        self.step += 1
+        if self.step % self.k:
+            return fast
+        self.slow = [s + self.alpha * (f - s) for s, f in zip(self.slow, fast)]
+        return [np.copy(s) for s in self.slow]
+
+    def before_fast_step(self, fast):
+        if self.slow is None:
+            self.slow = [np.copy(f) for f in fast]
+
+
+def mlp_trajectory(params, batches, optimizer, k, alpha):
+    """Weights after each step of ``optimizer`` + Lookahead(k, alpha) on the MLP."""
+    params = [np.asarray(p, np.float64) for p in params]
+    lookahead, out = LookaheadSim(k, alpha), []
+    for x, y in batches:
+        lookahead.before_fast_step(params)
+        params = optimizer.step(params, mlp_grads(params, x, y))
+        params = lookahead.after_fast_step(params)
+        out.append(params)
+    return out

@@ -1,0 +1,117 @@
+"""Bad input gets a clear error naming the problem and the fix, and the model is left as it was."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from packaging.version import Version
+
+import harness
+import lookahead_inject
+from lookahead_inject import Lookahead, inject
+from lookahead_inject import environment as env
+from lookahead_inject.errors import (InvalidArgumentError, ModelNotReadyError,
+                                     UnsupportedEnvironmentError)
+
+
+def assert_still_plain(model):
+    """A refused inject changed nothing: the model trains exactly as plain SGD."""
+    x, y = harness.data()
+    before = model.get_weights()
+    model.train_on_batch(x[:16], y[:16])
+    plain = harness.mlp("sgd", before)
+    plain.train_on_batch(x[:16], y[:16])
+    harness.assert_trajectories_equal([model.get_weights()], [plain.get_weights()], atol=1e-6)
+    # ...and a correct inject still works afterwards.
+    assert inject(model, k=2).step == 0
+
+
+def test_model_not_compiled():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,))])
+    with pytest.raises(ModelNotReadyError, match=r"not compiled.*model\.compile"):
+        inject(model)
+
+
+def test_not_a_model():
+    with pytest.raises(ModelNotReadyError, match="compiled tf.keras Model"):
+        inject(object())
+
+
+@pytest.mark.parametrize("k", [0, -3, 2.5, "5", True, None])
+def test_k_must_be_a_positive_int(k):
+    with pytest.raises(InvalidArgumentError, match="k=.*positive int"):
+        Lookahead(k=k)
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5, float("nan"), "0.5", None])
+def test_alpha_must_be_in_unit_interval(alpha):
+    with pytest.raises(InvalidArgumentError, match=r"alpha=.*\[0, 1\]"):
+        Lookahead(alpha=alpha)
+
+
+def test_bad_arguments_leave_the_model_untouched():
+    model = harness.mlp("sgd", harness.start_weights())
+    with pytest.raises(InvalidArgumentError):
+        inject(model, k=0)
+    assert_still_plain(model)
+
+
+def test_list_of_optimizers_refused():
+    model = harness.mlp("sgd", harness.start_weights())
+
+    class ListCompiled(object):
+        """Stands for a model compiled with several optimizers."""
+        compile = None
+        trainable_weights = [0]
+        optimizer = [model.optimizer, model.optimizer]
+    with pytest.raises(ModelNotReadyError, match="list of 2 optimizers.*single optimizer"):
+        inject(ListCompiled())
+
+
+def test_unsupported_tensorflow_lists_supported_versions(monkeypatch):
+    model = harness.mlp("sgd", harness.start_weights())
+    old = env.Environment(Version("1.13.1"), env.KERAS_BUNDLED, "2.2.4-tf", env.GRAPH, None)
+    monkeypatch.setattr(lookahead_inject.lookahead, "detect_environment", lambda: old)
+    with pytest.raises(UnsupportedEnvironmentError) as error:
+        inject(model)
+    message = str(error.value)
+    assert "TensorFlow 1.13.1" in message and ">=1.14,<1.15" in message and "tf115" in message
+    monkeypatch.undo()
+    assert_still_plain(model)
+
+
+def test_backend_that_does_not_fit_the_running_tf():
+    model = harness.mlp("sgd", harness.start_weights())
+    fitting = lookahead_inject.detect()["backend"]
+    other = "tf114" if fitting != "tf114" else "tf115"
+    with pytest.raises(InvalidArgumentError, match="backend='{}' does not fit.*'{}'".format(other, fitting)):
+        inject(model, backend=other)
+    assert_still_plain(model)
+
+
+def test_unknown_backend_name():
+    model = harness.mlp("sgd", harness.start_weights())
+    with pytest.raises(InvalidArgumentError, match="backend='tf3' is not a backend.*tf115"):
+        inject(model, backend="tf3")
+
+
+def test_second_inject_on_the_same_model_refused():
+    model = harness.mlp("sgd", harness.start_weights())
+    inject(model, k=3)
+    with pytest.raises(ModelNotReadyError, match=r"already trains with Lookahead \(k=3.*remove\(\)"):
+        inject(model, k=4)
+
+
+@pytest.mark.skipif(not (harness.GRAPH and harness.ENVIRONMENT.tf_version >= Version("2.11")),
+                    reason="only TF >= 2.11 in graph mode has optimizers without get_updates")
+def test_new_optimizer_in_graph_mode_names_the_legacy_one():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,))])
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.1), loss="mse")
+    with pytest.raises(ModelNotReadyError, match=r"tf\.keras\.optimizers\.legacy\.SGD"):
+        inject(model)
+
+
+def test_model_without_trainable_weights():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,), trainable=False)])
+    model.compile(optimizer=harness.optimizer("sgd"), loss="mse")
+    with pytest.raises(ModelNotReadyError, match="no trainable weights"):
+        inject(model)
