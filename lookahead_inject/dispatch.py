@@ -22,6 +22,8 @@ TABLE = (
     Row("tf114",      ">=1.14,<1.15",        (env.KERAS_BUNDLED,),   (env.GRAPH,)),
     Row("tf115",      ">=1.15,<2",           (env.KERAS_BUNDLED,),   (env.GRAPH,)),
     Row("tf2_graph",  ">=2,<3",              KERAS_2_FAMILY,         (env.GRAPH,)),
+    Row("tf2_eager",  ">=2,<3",              KERAS_2_FAMILY,         (env.EAGER,)),
+    Row("keras3",     ">=2.16,<3",           (env.KERAS_3,),         (env.EAGER,)),
 )
 
 BACKEND_NAMES = tuple(row.backend for row in TABLE)
@@ -51,9 +53,8 @@ def choose_backend(environment, requested="auto"):
     fitting = [row.backend for row in TABLE if _fits(row, environment)]
     if not fitting:
         raise UnsupportedEnvironmentError(
-            "lookahead_inject has no backend for {}. Supported:\n{}\nInstall one "
-            "of these TensorFlow versions (or switch execution mode) to use "
-            "Lookahead.".format(environment.describe(), supported_summary()))
+            "lookahead_inject has no backend for {}. Supported:\n{}\n{}".format(
+                environment.describe(), supported_summary(), _fix_for(environment)))
     if requested == "auto":
         return fitting[0]
     if requested not in fitting:
@@ -62,6 +63,18 @@ def choose_backend(environment, requested="auto"):
             "{!r}. Pass backend='auto' to let inject choose.".format(
                 requested, environment.describe(), fitting[0]))
     return requested
+
+
+def _fix_for(environment):
+    if environment.keras_backend not in (None, "tensorflow"):
+        return ("Keras 3 runs on the {} backend here, and Lookahead hooks TensorFlow's "
+                "training step. Set KERAS_BACKEND=tensorflow before importing keras (or "
+                "in ~/.keras/keras.json).".format(environment.keras_backend))
+    if environment.keras == env.KERAS_3 and environment.mode == env.GRAPH:
+        return ("Keras 3 has no graph mode. Remove tf.compat.v1.disable_eager_execution(), "
+                "or install tf-keras and set TF_USE_LEGACY_KERAS=1 to keep Keras 2 in graph mode.")
+    return ("Install one of these TensorFlow versions (or switch execution mode) "
+            "to use Lookahead.")
 
 
 def load_backend(name):

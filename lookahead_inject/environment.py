@@ -5,7 +5,6 @@ table and the backends only compare the values this module produces.
 """
 
 import collections
-import os
 
 from packaging.version import Version
 
@@ -15,7 +14,8 @@ from .errors import UnsupportedEnvironmentError
 KERAS_BUNDLED = "tf.keras (bundled with TF)"   # TF 1.x - 2.5: tensorflow.python.keras
 KERAS_2 = "keras 2"                             # TF 2.6 - 2.15: the separate keras 2 package
 KERAS_TF_KERAS = "tf-keras"                     # TF >= 2.16 with TF_USE_LEGACY_KERAS=1
-KERAS_3 = "keras 3"                             # TF >= 2.16 default
+KERAS_3 = "keras 3"                             # TF >= 2.16 default, TensorFlow backend
+KERAS_3_OTHER_BACKEND = "keras 3 ({} backend)"  # JAX / torch / numpy: no TF step to hook
 
 GRAPH = "graph"
 EAGER = "eager"
@@ -35,11 +35,8 @@ class Environment(
     __slots__ = ()
 
     def describe(self):
-        text = "TensorFlow {} ({} {}), {} mode".format(
+        return "TensorFlow {} ({} {}), {} mode".format(
             self.tf_version, self.keras, self.keras_version or "", self.mode)
-        if self.keras_backend and self.keras_backend != "tensorflow":
-            text += ", Keras backend {!r}".format(self.keras_backend)
-        return text
 
 
 def _import_tensorflow():
@@ -82,9 +79,6 @@ def detect_environment():
     keras, keras_version = _keras_flavour(tf, tf_version)
     mode = EAGER if tf.executing_eagerly() else GRAPH
     keras_backend = _keras3_backend() if keras == KERAS_3 else None
+    if keras_backend not in (None, "tensorflow"):
+        keras = KERAS_3_OTHER_BACKEND.format(keras_backend)
     return Environment(tf_version, keras, keras_version, mode, keras_backend)
-
-
-def legacy_keras_requested():
-    """True when the user asked TF >= 2.16 for tf-keras instead of Keras 3."""
-    return os.environ.get("TF_USE_LEGACY_KERAS", "").lower() in ("1", "true")

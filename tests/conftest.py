@@ -24,6 +24,13 @@ def pytest_report_header(config):
     return "lookahead_inject tests: {}".format(harness.ENVIRONMENT.describe())
 
 
+def pytest_generate_tests(metafunc):
+    # A test that takes `execution` runs once per way this TF/mode runs a step.
+    import harness
+    if "execution" in metafunc.fixturenames:
+        metafunc.parametrize("execution", harness.EXECUTIONS)
+
+
 @pytest.fixture(autouse=True)
 def fresh_keras_session():
     """Each test builds its models in a fresh graph / Keras session."""

@@ -9,10 +9,12 @@ from reference import mlp_init
 ENVIRONMENT = None
 GRAPH = False
 KERAS_3 = False
+#: How the training step runs: a graph train function, a tf.function, or op by op.
+EXECUTIONS = ()
 
 
 def configure_mode(mode):
-    global ENVIRONMENT, GRAPH, KERAS_3
+    global ENVIRONMENT, GRAPH, KERAS_3, EXECUTIONS
     if mode == "graph" and tf.executing_eagerly():
         tf.compat.v1.disable_eager_execution()
     if mode == "eager" and not tf.executing_eagerly():
@@ -20,6 +22,7 @@ def configure_mode(mode):
     ENVIRONMENT = environment.detect_environment()
     GRAPH = ENVIRONMENT.mode == environment.GRAPH
     KERAS_3 = ENVIRONMENT.keras == environment.KERAS_3
+    EXECUTIONS = ("graph",) if GRAPH else ("tf_function", "run_eagerly")
 
 
 # 48 samples, batches of 16: 3 steps per epoch, so k=5 and k=2 do not divide an epoch.
@@ -53,14 +56,20 @@ def optimizer(name):
     }[name]()
 
 
-def mlp(opt="sgd", weights=None, **compile_kwargs):
+def compile_kwargs(execution):
+    """compile() arguments for an ``execution`` of EXECUTIONS (TF 1 has no run_eagerly)."""
+    return {"run_eagerly": True} if execution == "run_eagerly" else {}
+
+
+def mlp(opt="sgd", weights=None, execution=None, **compile_kwargs_):
     """Dense(8, tanh) -> Dense(1), compiled with MSE, weights set to ``weights``."""
     model = tf.keras.Sequential([
         tf.keras.layers.Dense(8, activation="tanh", input_shape=(N_IN,)),
         tf.keras.layers.Dense(1),
     ])
+    compile_kwargs_.update(compile_kwargs(execution))
     model.compile(optimizer=optimizer(opt) if isinstance(opt, str) else opt, loss="mse",
-                  **compile_kwargs)
+                  **compile_kwargs_)
     if weights is not None:
         model.set_weights([np.asarray(w, "float32") for w in weights])
     return model

@@ -21,9 +21,9 @@ def expected(opt, k, alpha, x, y, steps=harness.STEPS):
 @pytest.mark.parametrize("api", harness.APIS)
 @pytest.mark.parametrize("opt", sorted(reference.OPTIMIZERS))
 @pytest.mark.parametrize("k,alpha", K_ALPHA)
-def test_every_step_matches_numpy_lookahead(k, alpha, opt, api):
+def test_every_step_matches_numpy_lookahead(k, alpha, opt, api, execution):
     x, y = harness.data()
-    model = harness.mlp(opt, harness.start_weights())
+    model = harness.mlp(opt, harness.start_weights(), execution)
     inject(model, k=k, alpha=alpha)
     harness.assert_trajectories_equal(harness.train(model, api, x, y), expected(opt, k, alpha, x, y))
 
@@ -35,9 +35,9 @@ def test_reference_tells_lookahead_from_plain_training():
     assert max(np.abs(a - b).max() for a, b in zip(lookahead[-1], plain[-1])) > 1e-2
 
 
-def test_step_count_carries_across_apis_and_calls():
+def test_step_count_carries_across_apis_and_calls(execution):
     x, y = harness.data()
-    model = harness.mlp("momentum", harness.start_weights())
+    model = harness.mlp("momentum", harness.start_weights(), execution)
     la = inject(model, k=5, alpha=0.5)
     weights = harness.train(model, "train_on_batch", x[:32], y[:32], epochs=1)  # steps 1-2
     weights += harness.train(model, "fit", x[16:], y[16:], epochs=1)          # steps 3-4
@@ -59,9 +59,9 @@ def test_blog_form_trains_the_same():
 
 
 @pytest.mark.parametrize("api", ("train_on_batch", "fit"))
-def test_loss_and_metrics_are_reported_as_without_lookahead(api):
+def test_loss_and_metrics_are_reported_as_without_lookahead(api, execution):
     x, y = harness.data()
-    model = harness.mlp("sgd", harness.start_weights(), metrics=["mae"])
+    model = harness.mlp("sgd", harness.start_weights(), execution, metrics=["mae"])
     inject(model, k=2, alpha=0.5)
     reference_model = harness.mlp("sgd", harness.start_weights(), metrics=["mae"])
     steps = [lambda m, b=b: m.train_on_batch(*b) for b in harness.epoch_batches(x, y, 2)]

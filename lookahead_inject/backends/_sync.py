@@ -25,16 +25,19 @@ class LookaheadVariables(object):
     so weights loaded or set after ``inject`` are the start point.
     """
 
-    def __init__(self, fast, slow, step, k, alpha):
+    def __init__(self, fast, slow, step, k, alpha, handed_to_optimizer=None):
         self.fast = list(fast)
         self.slow = list(slow)
         self.step = step
         self.k = k
         self.alpha = alpha
+        # The objects the optimizer is given for the fast weights (Keras 3 hands it
+        # KerasVariables that wrap the tf.Variables in ``fast``).
+        self._known = set(id(v) for v in (handed_to_optimizer or self.fast))
 
     def check_covers(self, params):
         """Refuse to train ``params`` that have no slow copy (made trainable after inject)."""
-        known = set(id(f) for f in self.fast)
+        known = self._known
         missing = [p.name for p in params if id(p) not in known]
         if missing:
             from ..errors import ModelNotReadyError
@@ -64,7 +67,7 @@ class LookaheadVariables(object):
         assigns = []
         for fast, slow in zip(self.fast, self.slow):
             # One new value per weight, written to both: fast <- slow after the lerp.
-            new = slow + tf.cast(self.alpha, slow.dtype.base_dtype) * (fast - slow)
+            new = slow + tf.cast(self.alpha, tf.as_dtype(slow.dtype).base_dtype) * (fast - slow)
             assigns += [slow.assign(new), fast.assign(new)]
         return _grouped(assigns)
 

@@ -1,0 +1,68 @@
+"""TF 2.0-2.15 eager, and tf-keras on TF 2.16+ (Keras 2 behind tf.keras).
+
+The blog's graph rebuild has nothing to rebuild here: TF 2.0/2.1 train through
+the training_v2 loop and never call ``model.train_function``; TF 2.2+ trace
+``train_step`` into ``model.train_function``. Both end in
+``optimizer.apply_gradients``, which carries the Lookahead sync (see
+``_optimizer_hook``), with ``run_eagerly`` True or False.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from . import _optimizer_hook
+
+METHOD = "apply_gradients"
+
+
+def innermost(optimizer):
+    # A loss-scale optimizer calls its inner optimizer's apply_gradients only for
+    # finite gradients: the inner one is public `inner_optimizer` from TF 2.4,
+    # `_optimizer` in the experimental one of TF 2.1-2.3.
+    while True:
+        inner = getattr(optimizer, "inner_optimizer", None)
+        if inner is None and type(optimizer).__name__ == "LossScaleOptimizer":
+            inner = getattr(optimizer, "_optimizer", None)
+        if inner is None:
+            return optimizer
+        optimizer = inner
+
+
+def check(model):
+    _optimizer_hook.check_not_hooked(model.optimizer, METHOD, innermost)
+
+
+def attach(model, k, alpha):
+    fast = list(model.trainable_weights)
+    variables = _optimizer_hook.create_variables(fast, k, alpha, _strategy(model))
+    return _optimizer_hook.attach(
+        model, variables, METHOD, innermost, _trained_variables, _retrace,
+        read=lambda vs: [np.array(v.numpy()) for v in vs],
+        write=lambda vs, values: [v.assign(value) for v, value in zip(vs, values)])
+
+
+def _trained_variables(args, kwargs):
+    # apply_gradients(grads_and_vars, ...): every Keras 2 caller passes the pairs
+    # positionally, often as a zip, so they are read once and handed on as a list.
+    if args:
+        pairs, args = list(args[0]), tuple(args[1:])
+    else:
+        pairs = list(kwargs.pop("grads_and_vars"))
+    return (pairs,) + args, kwargs, [v for _, v in pairs]
+
+
+def _strategy(model):
+    # `distribute_strategy` is public from TF 2.2; 2.0/2.1 keep it private (None
+    # outside a strategy scope).
+    if hasattr(model, "distribute_strategy"):
+        return model.distribute_strategy
+    return model._distribution_strategy
+
+
+def _retrace(model):
+    # TF 2.2+ cache the traced step in model.train_function (compile resets it);
+    # TF 2.0/2.1 cache it in model._distributed_function_cache.
+    model.train_function = None
+    cache = getattr(model, "_distributed_function_cache", None)
+    if cache is not None:
+        cache.clear()
