@@ -31,6 +31,19 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("execution", harness.EXECUTIONS)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def record_environment(record_testsuite_property):
+    """What inject saw, in the JUnit XML: tools/compat_matrix.py reads it."""
+    import harness
+    import lookahead_inject
+    environment = harness.ENVIRONMENT
+    record_testsuite_property("tensorflow", str(environment.tf_version))
+    record_testsuite_property("keras", environment.keras)
+    record_testsuite_property("keras_version", str(environment.keras_version))
+    record_testsuite_property("mode", environment.mode)
+    record_testsuite_property("backend", lookahead_inject.detect()["backend"])
+
+
 @pytest.fixture(autouse=True)
 def fresh_keras_session():
     """Each test builds its models in a fresh graph / Keras session."""

@@ -162,3 +162,32 @@ def assert_trajectories_equal(actual, expected, atol=1e-5):
         for i, (g, w) in enumerate(zip(got, want)):
             np.testing.assert_allclose(
                 g, w, rtol=0, atol=atol, err_msg="step {}, weight {}".format(step, i))
+
+
+class HandLookahead(tf.keras.callbacks.Callback):
+    """Reference for fit(): Lookahead done by hand with get/set of the weights after
+    every batch (valid only while callbacks see every step: steps_per_execution=1)."""
+
+    def __init__(self, k, alpha):
+        super(HandLookahead, self).__init__()
+        self.k, self.alpha, self.step, self.slow = k, alpha, 0, None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.slow is None:
+            self.slow = get_values(self.model.trainable_weights)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.k == 0:
+            fast = get_values(self.model.trainable_weights)
+            self.slow = [s + self.alpha * (f - s) for s, f in zip(self.slow, fast)]
+            set_values(self.model.trainable_weights, self.slow)
+
+
+def has_steps_per_execution():
+    """steps_per_execution is a compile() argument from TF 2.4 (Keras 2) and in Keras 3."""
+    return not GRAPH and ENVIRONMENT.tf_version.release >= (2, 4)
+
+
+def learning_rate(model):
+    return float(get_values([model.optimizer.learning_rate])[0])

@@ -1,0 +1,127 @@
+"""What users combine with Lookahead keeps working and stays exact."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import harness
+from lookahead_inject import inject
+from test_models import assert_matches_hand_lookahead
+from test_trajectory import expected
+
+layers = tf.keras.layers
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_sparse_gradients_of_an_embedding(opt, execution):
+    rng = np.random.RandomState(7)
+    ids = rng.randint(0, 20, (48, 5)).astype("int32")
+    y = rng.randn(48, 1).astype("float32")
+
+    def build():
+        model = tf.keras.Sequential([layers.Embedding(20, 4, input_length=5),
+                                     layers.Flatten(), layers.Dense(1)])
+        model.compile(optimizer=harness.optimizer(opt), loss="mse",
+                      **harness.compile_kwargs(execution))
+        model.build((None, 5))
+        return model
+    steps = [lambda m, i=i: m.train_on_batch(ids[i:i + 16], y[i:i + 16]) for i in (0, 16, 32) * 3]
+    assert_matches_hand_lookahead(build, steps, k=4, alpha=0.5)
+
+
+def test_learning_rate_schedule_still_drives_the_inner_optimizer():
+    module = harness.optimizer("sgd").__class__
+    schedule = tf.keras.optimizers.schedules.ExponentialDecay(0.2, decay_steps=1, decay_rate=0.7)
+
+    def build():
+        return harness.mlp(module(learning_rate=schedule), harness.start_weights())
+    x, y = harness.data()
+    steps = [lambda m, b=b: m.train_on_batch(*b) for b in harness.epoch_batches(x, y, 3)]
+    assert_matches_hand_lookahead(build, steps, k=2, alpha=0.5)
+
+
+def test_reduce_lr_on_plateau_acts_on_the_users_optimizer():
+    x, y = harness.data()
+    model = harness.mlp("sgd", harness.start_weights())
+    reference_model = harness.mlp("sgd", harness.start_weights())
+    user_optimizer = model.optimizer
+    inject(model, k=2, alpha=0.5)
+    assert model.optimizer is user_optimizer
+
+    def plateau():    # min_delta no loss can beat: the rate halves after every epoch
+        return tf.keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0,
+                                                    min_delta=1e9, verbose=0)
+    got = harness.RecordWeights()
+    model.fit(x, y, batch_size=harness.BATCH, epochs=3, shuffle=False, verbose=0,
+              callbacks=[plateau(), got])
+    want = harness.RecordWeights()
+    reference_model.fit(x, y, batch_size=harness.BATCH, epochs=3, shuffle=False, verbose=0,
+                        callbacks=[harness.HandLookahead(2, 0.5), plateau(), want])
+    # Epoch 1 sets the best loss; epochs 2 and 3 each halve the rate.
+    assert harness.learning_rate(model) == pytest.approx(0.1 * 0.5 ** 2)
+    harness.assert_trajectories_equal(got.weights, want.weights)
+
+
+@pytest.mark.skipif(not harness.has_steps_per_execution(),
+                    reason="steps_per_execution needs TF >= 2.4 in eager mode (not TF 1.x, "
+                           "TF 2.0-2.3, or any graph mode)")
+def test_steps_per_execution_keeps_every_step_exact():
+    # Callbacks see only every 3rd step here, so a callback Lookahead would be wrong;
+    # the in-step sync is not.
+    x, y = harness.data()
+    model = harness.mlp("adam", harness.start_weights(), steps_per_execution=3)
+    inject(model, k=2, alpha=0.5)
+    recorder = harness.RecordWeights()
+    model.fit(x, y, batch_size=harness.BATCH, epochs=harness.EPOCHS, shuffle=False,
+              verbose=0, callbacks=[recorder])
+    want = expected("adam", 2, 0.5, x, y)[2::3]
+    harness.assert_trajectories_equal(recorder.weights, want)
+
+
+def test_validation_evaluate_predict_and_progress_bar(capsys):
+    x, y = harness.data()
+    model = harness.mlp("sgd", harness.start_weights())
+    inject(model, k=2, alpha=0.5)
+    history = model.fit(x, y, batch_size=harness.BATCH, epochs=2, shuffle=False, verbose=1,
+                        validation_data=(x[:16], y[:16]))
+    assert "val_loss" in history.history and len(history.history["val_loss"]) == 2
+    assert "loss" in capsys.readouterr().out          # Keras' own progress output
+    twin = harness.mlp("sgd", model.get_weights())
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), twin.evaluate(x, y, verbose=0),
+                               atol=1e-6)
+    np.testing.assert_allclose(model.predict(x, verbose=0), twin.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.fixture
+def mixed_float16():
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    yield
+    tf.keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.skipif(harness.GRAPH or harness.ENVIRONMENT.tf_version.release < (2, 4),
+                    reason="mixed precision (set_global_policy) needs TF >= 2.4 in eager mode; "
+                           "TF 1.x-2.3 had only the experimental API")
+def test_mixed_precision_skipped_step_is_not_a_lookahead_step(mixed_float16):
+    model = tf.keras.Sequential([layers.Dense(8, activation="tanh", input_shape=(harness.N_IN,)),
+                                 layers.Dense(1, dtype="float32")])
+    model.compile(optimizer=harness.optimizer("sgd"), loss="mse")
+    la = inject(model, k=2, alpha=0.0)
+    start = model.get_weights()
+    x, y = harness.data()
+    model.train_on_batch(x[:16], y[:16])                                  # step 1
+    after_one = model.get_weights()
+    model.train_on_batch(x[:16], np.full_like(y[:16], np.inf))            # inf loss: skipped
+    assert la.step == 1
+    harness.assert_trajectories_equal([model.get_weights()], [after_one], atol=0)
+    model.train_on_batch(x[16:32], y[16:32])                               # step 2: sync
+    assert la.step == 2
+    harness.assert_trajectories_equal([model.get_weights()], [start], atol=1e-7)
+    assert all(s.dtype == np.float32 for s in la.slow_weights_values())
+
+
+def test_slow_weights_have_their_fast_weights_dtype_and_shape():
+    model = harness.mlp("sgd", harness.start_weights())
+    la = inject(model)
+    for slow, fast in zip(la.slow_weights_values(), harness.get_values(model.trainable_weights)):
+        assert slow.dtype == fast.dtype and slow.shape == fast.shape
