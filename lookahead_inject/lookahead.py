@@ -1,10 +1,13 @@
 """The public handle: ``Lookahead`` and ``inject``."""
 
+import contextlib
 import math
 import numbers
 import weakref
 
-from . import dispatch
+import numpy as np
+
+from . import dispatch, state
 from .environment import detect_environment
 from .errors import InvalidArgumentError, ModelNotReadyError
 
@@ -121,12 +124,99 @@ class Lookahead(object):
     @property
     def step(self):
         """Fast steps taken since inject, as stored in the model's step counter."""
-        return int(self._bound().read([self._attachment.variables.step])[0])
+        attachment = self._bound()
+        return int(attachment.read([attachment.variables.step])[0])
 
-    def slow_weights_values(self):
-        """The slow weights as numpy arrays, in ``model.trainable_weights`` order."""
-        variables = self._bound().variables
-        return self._attachment.read(variables.slow)
+    # -- state ---------------------------------------------------------------
+
+    def get_state(self):
+        """``{"step", "slow_weights", "k", "alpha"}`` as plain Python / numpy values.
+
+        Before the first training step the slow weights are, by definition, the
+        fast weights as they are now.
+        """
+        attachment = self._bound()
+        variables = attachment.variables
+        step = self.step
+        slow = attachment.read(variables.slow if step else variables.fast)
+        return state.make(step, slow, self.k, self.alpha)
+
+    def set_state(self, lookahead_state):
+        """Restore what ``get_state`` returned; refuses a state of another model, k or alpha."""
+        attachment = self._bound()
+        state.check_compatible(lookahead_state, self.k, self.alpha, self._weight_specs())
+        variables = attachment.variables
+        attachment.write(variables.slow + [variables.step],
+                         [np.asarray(w) for w in lookahead_state["slow_weights"]]
+                         + [np.int64(lookahead_state["step"])])
+
+    def save(self, path):
+        """Write the state to the single file ``path`` (exactly that path)."""
+        state.save(path, self.get_state(), self._weight_specs())
+
+    def load(self, path):
+        """Read the state ``save(path)`` wrote and restore it."""
+        self._bound()
+        self.set_state(state.load(path))
+
+    def _weight_specs(self):
+        return [(w.name, tuple(w.shape.as_list()), np.dtype(_numpy_dtype(w)))
+                for w in self._bound().variables.fast]
+
+    # -- the slow weights in use ---------------------------------------------
+
+    @contextlib.contextmanager
+    def slow_weights(self):
+        """Swap the slow weights into the model for the ``with`` block (evaluate,
+        predict, save), and put the fast weights back after it, also on an exception.
+
+        Do not train inside the block.
+        """
+        attachment = self._bound()
+        fast = attachment.variables.fast
+        fast_values = attachment.read(fast)
+        attachment.write(fast, self.get_state()["slow_weights"])
+        try:
+            yield self.model
+        finally:
+            attachment.write(fast, fast_values)
+
+    def sync(self):
+        """Run the Lookahead sync now: slow <- slow + alpha (fast - slow), fast <- slow.
+
+        After it the model holds the Lookahead weights (what to save or export).
+        The step count is unchanged, so the next in-step sync is still after the
+        next multiple of k. Before the first step there is nothing to pull.
+        """
+        attachment = self._bound()
+        if not self.step:
+            return
+        variables = attachment.variables
+        fast = attachment.read(variables.fast)
+        slow = attachment.read(variables.slow)
+        new = [s + np.asarray(self.alpha, s.dtype) * (f - s) for f, s in zip(fast, slow)]
+        attachment.write(variables.slow, new)
+        attachment.write(variables.fast, new)
+
+    def sync_callback(self, at="epoch"):
+        """A Keras callback that calls ``sync()`` at the end of each epoch
+        (``at="epoch"``) or of each ``fit`` (``at="fit"``)."""
+        if at not in ("epoch", "fit"):
+            raise InvalidArgumentError(
+                "sync_callback(at={!r}): at is 'epoch' or 'fit'.".format(at))
+        import tensorflow as tf
+        lookahead = self
+
+        class LookaheadSync(tf.keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if at == "epoch":
+                    lookahead.sync()
+
+            def on_train_end(self, logs=None):
+                if at == "fit":
+                    lookahead.sync()
+
+        return LookaheadSync()
 
     def _bound(self):
         if self._attachment is None:
@@ -137,6 +227,12 @@ class Lookahead(object):
     def __repr__(self):
         where = "model {!r} via {}".format(self.model.name, self.backend) if self.model else "not injected"
         return "Lookahead(k={}, alpha={}; {})".format(self.k, self.alpha, where)
+
+
+def _numpy_dtype(variable):
+    dtype = variable.dtype
+    # tf.DType (Keras 2, TF 1) or a string (Keras 3).
+    return getattr(getattr(dtype, "base_dtype", dtype), "as_numpy_dtype", dtype)
 
 
 def inject(model, k=5, alpha=0.5, backend="auto"):

@@ -75,6 +75,13 @@ def mlp(opt="sgd", weights=None, execution=None, **compile_kwargs_):
     return model
 
 
+def h5_path(folder, stem):
+    """An .h5 weights path every Keras takes: Keras 3 demands ".weights.h5", while
+    Keras 2.13+ reads that suffix as its new format, which fails in graph mode."""
+    import os
+    return os.path.join(str(folder), stem + (".weights.h5" if KERAS_3 else ".h5"))
+
+
 def start_weights():
     return mlp_init(N_IN)
 

@@ -77,18 +77,28 @@ class LookaheadSim(object):
         self.slow = [s + self.alpha * (f - s) for s, f in zip(self.slow, fast)]
         return [np.copy(s) for s in self.slow]
 
+    def force_sync(self, fast):
+        """An extra sync outside the schedule (la.sync()); the step count stays."""
+        if self.slow is None:
+            return fast
+        self.slow = [s + self.alpha * (f - s) for s, f in zip(self.slow, fast)]
+        return [np.copy(s) for s in self.slow]
+
     def before_fast_step(self, fast):
         if self.slow is None:
             self.slow = [np.copy(f) for f in fast]
 
 
-def mlp_trajectory(params, batches, optimizer, k, alpha):
-    """Weights after each step of ``optimizer`` + Lookahead(k, alpha) on the MLP."""
+def mlp_trajectory(params, batches, optimizer, k, alpha, force_sync_after=()):
+    """Weights after each step of ``optimizer`` + Lookahead(k, alpha) on the MLP
+    (with extra syncs after the steps in ``force_sync_after``)."""
     params = [np.asarray(p, np.float64) for p in params]
     lookahead, out = LookaheadSim(k, alpha), []
-    for x, y in batches:
+    for step, (x, y) in enumerate(batches, 1):
         lookahead.before_fast_step(params)
         params = optimizer.step(params, mlp_grads(params, x, y))
         params = lookahead.after_fast_step(params)
+        if step in force_sync_after:
+            params = lookahead.force_sync(params)
         out.append(params)
     return out

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 import harness
 import reference
-from lookahead_inject import Lookahead, environment, inject
+from lookahead_inject import Lookahead, inject
 from test_trajectory import expected
 
 
@@ -61,10 +61,7 @@ def test_weights_loaded_after_inject_are_the_start_point(load, tmp_path):
     if load == "set_weights":
         model.set_weights([w.astype("float32") for w in harness.start_weights()])
     else:
-        if harness.GRAPH and harness.ENVIRONMENT.keras == environment.KERAS_TF_KERAS:
-            pytest.skip("tf-keras 2.16+ in graph mode cannot save .h5 weights "
-                        "(save_weights calls Variable.numpy(): NotImplementedError)")
-        path = str(tmp_path / "start.weights.h5")
+        path = harness.h5_path(tmp_path, "start")
         harness.mlp("sgd", harness.start_weights()).save_weights(path)
         model.load_weights(path)
     harness.assert_trajectories_equal(harness.train(model, "fit", x, y), expected("sgd", 3, 0.5, x, y))

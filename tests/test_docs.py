@@ -26,13 +26,16 @@ def readme_blocks(language):
 
 
 @eager_or_tf1
-def test_readme_python_blocks_run(capsys):
+def test_readme_python_blocks_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(str(tmp_path))                  # the blocks save files
     blocks = readme_blocks("python")
-    assert len(blocks) >= 2
+    assert len(blocks) >= 4
     namespace = {}
     for block in blocks:
         exec(compile(block, README, "exec"), namespace)
-    assert namespace["la"].step == 2 * 8 + 1         # two epochs of 8 batches, one more step
+    # two epochs of 8 batches, one train_on_batch, then one more epoch
+    assert namespace["la"].step == 2 * 8 + 1 + 8
+    assert namespace["resumed_la"].step == 2 * 8 + 1
     assert "backend" in capsys.readouterr().out
 
 

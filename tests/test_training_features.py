@@ -117,11 +117,13 @@ def test_mixed_precision_skipped_step_is_not_a_lookahead_step(mixed_float16):
     model.train_on_batch(x[16:32], y[16:32])                               # step 2: sync
     assert la.step == 2
     harness.assert_trajectories_equal([model.get_weights()], [start], atol=1e-7)
-    assert all(s.dtype == np.float32 for s in la.slow_weights_values())
+    assert all(s.dtype == np.float32 for s in la.get_state()["slow_weights"])
 
 
 def test_slow_weights_have_their_fast_weights_dtype_and_shape():
     model = harness.mlp("sgd", harness.start_weights())
     la = inject(model)
-    for slow, fast in zip(la.slow_weights_values(), harness.get_values(model.trainable_weights)):
+    x, y = harness.data()
+    model.train_on_batch(x[:16], y[:16])          # from here on get_state reads the slow copies
+    for slow, fast in zip(la.get_state()["slow_weights"], harness.get_values(model.trainable_weights)):
         assert slow.dtype == fast.dtype and slow.shape == fast.shape

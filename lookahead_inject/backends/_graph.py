@@ -80,7 +80,7 @@ def attach(model, k, alpha, build_train_function):
         model.train_function = None
 
     return Attachment(
-        variables,
+        model, variables,
         read=K.batch_get_value,
         write=lambda vs, values: K.batch_set_value(list(zip(vs, values))),
         detach=detach)

@@ -119,7 +119,7 @@ def attach(model, variables, method, innermost, trained_variables, retrace, read
         del model.compile
         retrace(model)
 
-    return Attachment(variables, read=read, write=write, detach=detach)
+    return Attachment(model, variables, read=read, write=write, detach=detach)
 
 
 def _short(weight):

@@ -1,0 +1,80 @@
+"""Lookahead state as plain data, its compatibility check, and its single-file format.
+
+A state is ``{"step": int, "slow_weights": [numpy arrays in model.trainable_weights
+order], "k": int, "alpha": float}``. The file is an ``.npz`` archive written to
+exactly the path given (numpy's own ``savez`` would append ``.npz`` to a path
+without it, and ``load`` of the same path would then miss it), holding the slow
+weights and a JSON header with step, k, alpha and each weight's name, shape and
+dtype.
+"""
+
+import json
+
+import numpy as np
+
+from .errors import InvalidArgumentError
+
+FORMAT = "lookahead_inject.state/1"
+
+
+def make(step, slow_weights, k, alpha):
+    return {"step": int(step), "slow_weights": [np.array(w) for w in slow_weights],
+            "k": int(k), "alpha": float(alpha)}
+
+
+def check_compatible(state, k, alpha, like):
+    """Refuse ``state`` unless it fits a Lookahead(k, alpha) over weights ``like``.
+
+    ``like`` is a list of (name, shape, dtype) of the model's trainable weights.
+    """
+    missing = {"step", "slow_weights", "k", "alpha"} - set(state)
+    if missing:
+        raise InvalidArgumentError(
+            "Not a Lookahead state: it lacks {}. Pass what la.get_state() returned "
+            "(or la.load() a file la.save() wrote).".format(", ".join(sorted(missing))))
+    problems = []
+    if int(state["k"]) != k or float(state["alpha"]) != alpha:
+        problems.append("it was saved with k={}, alpha={}, this Lookahead has k={}, alpha={} "
+                        "(inject with the saved k and alpha to resume)".format(
+                            state["k"], state["alpha"], k, alpha))
+    slow = state["slow_weights"]
+    if len(slow) != len(like):
+        problems.append("it holds {} slow weights, the model has {} trainable weights".format(
+            len(slow), len(like)))
+    else:
+        for i, (array, (name, shape, dtype)) in enumerate(zip(slow, like)):
+            array = np.asarray(array)
+            if tuple(array.shape) != tuple(shape) or array.dtype != np.dtype(dtype):
+                problems.append("slow weight {} is {} {}, the model's {} is {} {}".format(
+                    i, array.dtype, tuple(array.shape), name, np.dtype(dtype), tuple(shape)))
+    if int(state["step"]) < 0:
+        problems.append("its step is negative ({})".format(state["step"]))
+    if problems:
+        raise InvalidArgumentError(
+            "This Lookahead state does not fit the model: " + "; ".join(problems) + ".")
+
+
+def save(path, state, like):
+    """Write ``state`` to exactly ``path``; ``like`` as in ``check_compatible``."""
+    header = {"format": FORMAT, "step": state["step"], "k": state["k"], "alpha": state["alpha"],
+              "weights": [{"name": name, "shape": list(shape), "dtype": str(np.dtype(dtype))}
+                          for name, shape, dtype in like]}
+    arrays = {"slow_{}".format(i): np.asarray(w) for i, w in enumerate(state["slow_weights"])}
+    with open(path, "wb") as out:
+        np.savez(out, header=np.array(json.dumps(header)), **arrays)
+
+
+def load(path):
+    """Read what ``save`` wrote to ``path``."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            header = json.loads(str(archive["header"]))
+            slow = [archive["slow_{}".format(i)] for i in range(len(header["weights"]))]
+    except (OSError, KeyError, ValueError) as error:
+        raise InvalidArgumentError(
+            "{} is not a Lookahead state file ({}). Load a file that la.save() wrote.".format(
+                path, error)) from error
+    if header.get("format") != FORMAT:
+        raise InvalidArgumentError("{} has format {!r}, expected {!r}.".format(
+            path, header.get("format"), FORMAT))
+    return make(header["step"], slow, header["k"], header["alpha"])

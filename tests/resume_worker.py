@@ -1,0 +1,71 @@
+"""One half of a resumed training run, in a process of its own (see test_state.py).
+
+    python resume_worker.py MODE FORMAT OPTIMIZER PHASE DIR
+
+first:  the start weights, inject, FIRST_STEPS steps, save model and Lookahead state
+second: a fresh model (other random weights), compile, inject, load both, SECOND_STEPS steps,
+        final weights to DIR/final.npz
+"""
+
+import os
+import sys
+
+import numpy as np
+
+from harness import configure_mode
+
+MODE, FORMAT, OPTIMIZER, PHASE, DIR = sys.argv[1:6]
+configure_mode(MODE)
+
+import harness  # noqa: E402  (after configure_mode)
+import tensorflow as tf  # noqa: E402
+from lookahead_inject import inject  # noqa: E402
+
+K, ALPHA, FIRST_STEPS, SECOND_STEPS = 3, 0.5, 4, 5     # stop mid-cycle: 4 is not a multiple of 3
+
+
+def batches():
+    x, y = harness.data()
+    return harness.epoch_batches(x, y, 3)[:FIRST_STEPS + SECOND_STEPS]
+
+
+def save(model, la):
+    if FORMAT == "tf_weights":            # TF-format save_weights: optimizer and Lookahead ride along
+        model.save_weights(os.path.join(DIR, "ckpt"))
+    elif FORMAT == "checkpoint":          # tf.train.Checkpoint of the model and optimizer
+        tf.train.Checkpoint(model=model, optimizer=model.optimizer).write(os.path.join(DIR, "ckpt"))
+    else:                                 # .h5 weights + the Lookahead state file
+        model.save_weights(harness.h5_path(DIR, "model"))
+        la.save(os.path.join(DIR, "lookahead_state"))
+
+
+def load(model, la):
+    if FORMAT == "tf_weights":
+        model.load_weights(os.path.join(DIR, "ckpt"))
+    elif FORMAT == "checkpoint":
+        tf.train.Checkpoint(model=model, optimizer=model.optimizer).read(
+            os.path.join(DIR, "ckpt")).expect_partial()
+    else:
+        model.load_weights(harness.h5_path(DIR, "model"))
+        la.load(os.path.join(DIR, "lookahead_state"))
+
+
+def main():
+    steps = batches()
+    if PHASE == "first":
+        model = harness.mlp(OPTIMIZER, harness.start_weights())
+        la = inject(model, k=K, alpha=ALPHA)
+        for bx, by in steps[:FIRST_STEPS]:
+            model.train_on_batch(bx, by)
+        save(model, la)
+    else:
+        model = harness.mlp(OPTIMIZER)
+        la = inject(model, k=K, alpha=ALPHA)
+        load(model, la)
+        for bx, by in steps[FIRST_STEPS:]:
+            model.train_on_batch(bx, by)
+        np.savez(os.path.join(DIR, "final.npz"), *model.get_weights(), step=la.step)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""State that survives: get/set/save/load, exact resume in a fresh process, recompile,
+the slow weights in use, interrupted training."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import harness
+import reference
+from lookahead_inject import InvalidArgumentError, inject
+from test_trajectory import expected
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def trained(opt="sgd", steps=4, k=3, alpha=0.5, execution=None):
+    """A model injected with Lookahead(k, alpha) and trained ``steps`` steps."""
+    x, y = harness.data()
+    model = harness.mlp(opt, harness.start_weights(), execution)
+    la = inject(model, k=k, alpha=alpha)
+    for bx, by in harness.epoch_batches(x, y)[:steps]:
+        model.train_on_batch(bx, by)
+    return model, la
+
+
+def test_get_state_holds_step_slow_weights_k_and_alpha():
+    model, la = trained(steps=4, k=3)
+    got = la.get_state()
+    assert sorted(got) == ["alpha", "k", "slow_weights", "step"]
+    assert (got["step"], got["k"], got["alpha"]) == (4, 3, 0.5)
+    # After step 3 (the sync) fast == slow, and step 4 moved only the fast weights.
+    want = expected("sgd", 3, 0.5, *harness.data(), steps=3)[-1]
+    harness.assert_trajectories_equal([got["slow_weights"]], [want])
+
+
+def test_before_the_first_step_the_slow_weights_are_the_fast_ones():
+    model = harness.mlp("sgd", harness.start_weights())
+    la = inject(model)
+    assert la.get_state()["step"] == 0
+    harness.assert_trajectories_equal([la.get_state()["slow_weights"]], [harness.start_weights()])
+
+
+def test_set_state_continues_where_get_state_was_taken():
+    model, la = trained(steps=4)
+    twin = harness.mlp("sgd", model.get_weights())
+    twin_la = inject(twin, k=3, alpha=0.5)
+    twin_la.set_state(la.get_state())
+    x, y = harness.data()
+    for bx, by in harness.epoch_batches(x, y)[4:9]:
+        model.train_on_batch(bx, by)
+        twin.train_on_batch(bx, by)
+    harness.assert_trajectories_equal([twin.get_weights()], [model.get_weights()], atol=1e-6)
+    assert twin_la.step == la.step == 9
+
+
+@pytest.mark.parametrize("name", ["state", "state.npz", "state.bin"])
+def test_save_and_load_use_exactly_the_given_path(name, tmp_path):
+    model, la = trained(steps=4)
+    path = str(tmp_path / name)
+    la.save(path)
+    assert os.listdir(str(tmp_path)) == [name]
+    other, other_la = trained(steps=1)
+    other_la.load(path)
+    saved, loaded = la.get_state(), other_la.get_state()
+    assert loaded["step"] == saved["step"]
+    harness.assert_trajectories_equal([loaded["slow_weights"]], [saved["slow_weights"]], atol=0)
+
+
+def test_load_refuses_another_k_or_alpha(tmp_path):
+    _, la = trained(k=3, alpha=0.5)
+    la.save(str(tmp_path / "s"))
+    _, other = trained(k=4, alpha=0.5)
+    with pytest.raises(InvalidArgumentError, match=r"k=3, alpha=0.5, this Lookahead has k=4"):
+        other.load(str(tmp_path / "s"))
+
+
+def test_set_state_refuses_another_model_shape():
+    _, la = trained()
+    wide = tf.keras.Sequential([tf.keras.layers.Dense(9, activation="tanh", input_shape=(4,)),
+                                tf.keras.layers.Dense(1)])
+    wide.compile(optimizer=harness.optimizer("sgd"), loss="mse")
+    other = inject(wide, k=3, alpha=0.5)
+    with pytest.raises(InvalidArgumentError, match=r"slow weight 0 is float32 \(4, 8\).*\(4, 9\)"):
+        other.set_state(la.get_state())
+
+
+def test_load_refuses_a_file_that_is_no_state(tmp_path):
+    path = tmp_path / "junk"
+    path.write_bytes(b"not an archive")
+    _, la = trained()
+    with pytest.raises(InvalidArgumentError, match="not a Lookahead state file"):
+        la.load(str(path))
+
+
+def resume_formats():
+    formats = ["h5_and_state_file"]
+    if not harness.KERAS_3:
+        formats.append("tf_weights")
+    if not harness.GRAPH:
+        formats.append("checkpoint")
+    return formats
+
+
+def resume_cases():
+    for fmt in resume_formats():
+        # .h5 weights hold no optimizer state: there only plain SGD resumes exactly;
+        # TF checkpoints hold Adam's moments and iteration count too.
+        yield fmt, "sgd" if fmt == "h5_and_state_file" else "adam"
+
+
+@pytest.mark.parametrize("fmt,opt", list(resume_cases()))
+def test_resume_in_a_fresh_process_is_exact(fmt, opt, tmp_path):
+    mode = "graph" if harness.GRAPH else "eager"
+    for phase in ("first", "second"):
+        subprocess.run([sys.executable, os.path.join(HERE, "resume_worker.py"), mode, fmt, opt,
+                        phase, str(tmp_path)], cwd=HERE, check=True, timeout=300)
+    with np.load(str(tmp_path / "final.npz")) as final:
+        got = [final["arr_{}".format(i)] for i in range(4)]
+        assert int(final["step"]) == 9
+    want = expected(opt, 3, 0.5, *harness.data(), steps=9)[-1]
+    harness.assert_trajectories_equal([got], [want], atol=1e-6)
+
+
+@pytest.mark.parametrize("new_optimizer", [False, True])
+def test_compile_after_inject_keeps_lookahead(new_optimizer):
+    x, y = harness.data()
+    model = harness.mlp("sgd", harness.start_weights())
+    inject(model, k=2, alpha=0.5)
+    weights = harness.train(model, "train_on_batch", x, y, epochs=1)
+    model.compile(optimizer=harness.optimizer("sgd") if new_optimizer else model.optimizer,
+                  loss="mse")
+    weights += harness.train(model, "fit", x, y, epochs=2)
+    harness.assert_trajectories_equal(weights, expected("sgd", 2, 0.5, x, y, steps=9))
+
+
+def test_slow_weights_block_swaps_in_and_restores_even_on_error():
+    model, la = trained(steps=4)
+    fast, slow = model.get_weights(), la.get_state()["slow_weights"]
+    x, y = harness.data()
+    with la.slow_weights() as inside:
+        assert inside is model
+        harness.assert_trajectories_equal([model.get_weights()], [slow], atol=0)
+        twin = harness.mlp("sgd", slow)
+        np.testing.assert_allclose(model.evaluate(x, y, verbose=0), twin.evaluate(x, y, verbose=0),
+                                   atol=1e-6)
+    harness.assert_trajectories_equal([model.get_weights()], [fast], atol=0)
+    with pytest.raises(ZeroDivisionError):
+        with la.slow_weights():
+            1 / 0
+    harness.assert_trajectories_equal([model.get_weights()], [fast], atol=0)
+
+
+@pytest.mark.parametrize("at", ["epoch", "fit"])
+def test_sync_callback_leaves_the_lookahead_weights_in_the_model(at):
+    x, y = harness.data()
+    model = harness.mlp("sgd", harness.start_weights())
+    la = inject(model, k=5, alpha=0.5)
+    recorder = harness.RecordWeights()
+    model.fit(x, y, batch_size=harness.BATCH, epochs=3, shuffle=False, verbose=0,
+              callbacks=[recorder, la.sync_callback(at)])
+    forced = (3, 6, 9) if at == "epoch" else (9,)
+    batches = harness.epoch_batches(x, y, 3)
+    want = reference.mlp_trajectory(harness.start_weights(), batches, reference.OPTIMIZERS["sgd"](),
+                                    5, 0.5, force_sync_after=forced)
+    harness.assert_trajectories_equal([model.get_weights()], [want[-1]])
+    assert la.step == 9
+
+
+def test_interrupted_fit_resumes_to_the_uninterrupted_result():
+    x, y = harness.data()
+    model = harness.mlp("momentum", harness.start_weights())
+    la = inject(model, k=3, alpha=0.5)
+
+    class Interrupt(tf.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:                      # the user hits Ctrl-C during step 2 of epoch 2
+                raise KeyboardInterrupt
+    model.fit(x, y, batch_size=harness.BATCH, epochs=1, shuffle=False, verbose=0)      # 3 steps
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=harness.BATCH, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[Interrupt()])                                              # 2 steps
+    assert la.step == 5
+    for bx, by in harness.epoch_batches(x, y)[5:9]:
+        model.train_on_batch(bx, by)
+    harness.assert_trajectories_equal([model.get_weights()], [expected("momentum", 3, 0.5, x, y, steps=9)[-1]])
