@@ -66,9 +66,10 @@ class LookaheadVariables(object):
     def _pull_together(self):
         assigns = []
         for fast, slow in zip(self.fast, self.slow):
-            # One new value per weight, written to both: fast <- slow after the lerp.
-            new = slow + tf.cast(self.alpha, tf.as_dtype(slow.dtype).base_dtype) * (fast - slow)
-            assigns += [slow.assign(new), fast.assign(new)]
+            alpha = tf.cast(self.alpha, tf.as_dtype(slow.dtype).base_dtype)
+            # In place: slow += alpha (fast - slow) is one temporary and one update of
+            # slow; the value it returns (read after the add) is copied into fast.
+            assigns.append(fast.assign(slow.assign_add(alpha * (fast - slow))))
         return _grouped(assigns)
 
 

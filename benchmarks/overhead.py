@@ -1,0 +1,257 @@
+"""Per-step overhead of Lookahead variants against plain training, in one process.
+
+    python benchmarks/overhead.py [--mode graph|eager] [--repeats 7] [--steps 100] [--out FILE]
+
+Variants, interleaved repeat by repeat (so drift hits all alike), k=5, alpha=0.5:
+  plain     the compiled model as it is
+  inject    lookahead_inject.inject(model)
+  blog      the blog's wrapper as written (a Python function around the train function,
+            two extra session runs every k steps); graph mode only
+  callback  a Keras callback doing Lookahead with get/set of the weights after each batch
+  tfa       tensorflow_addons.optimizers.Lookahead around the optimizer, where it installs
+Models: "mlp" 784-1024-512-10 (1.3 M parameters, batch 128) and "tiny" 4-8-1 (batch 16).
+Reported: median ms per step over the repeats and the ratio to plain; the time of inject()
+itself and of the first step (graph / trace build); and the floor, the sync alone (one
+lerp + copy over all trainable weights) per step (/ k) as a fraction of the plain step.
+Never run as a test: timings are only meaningful as ratios within one run.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+K_STEPS, ALPHA = 5, 0.5
+MODELS = {"mlp": ((784, 1024, 512, 10), 128), "tiny": ((4, 8, 1), 16)}
+
+
+def parse():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("graph", "eager"), default=None,
+                        help="graph: disable eager execution first (TF 2); default: TF's own")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--models", default="mlp,tiny")
+    parser.add_argument("--out", default=None, help="append the markdown table to this file")
+    return parser.parse_args()
+
+
+ARGS = parse()
+import tensorflow as tf  # noqa: E402
+
+if ARGS.mode == "graph" and tf.executing_eagerly():
+    tf.compat.v1.disable_eager_execution()
+GRAPH = not tf.executing_eagerly()
+
+import lookahead_inject  # noqa: E402
+from lookahead_inject.backends import _graph  # noqa: E402  (the engine's K for the blog replica)
+
+
+def optimizer():
+    module = tf.keras.optimizers
+    if GRAPH and hasattr(module, "legacy"):
+        module = module.legacy
+    return module.SGD(learning_rate=0.01, momentum=0.9)
+
+
+def build(sizes, opt=None):
+    layers = [tf.keras.layers.Dense(sizes[1], activation="relu", input_shape=(sizes[0],))]
+    layers += [tf.keras.layers.Dense(n, activation="relu") for n in sizes[2:-1]]
+    layers += [tf.keras.layers.Dense(sizes[-1])]
+    model = tf.keras.Sequential(layers)
+    model.compile(optimizer=opt or optimizer(), loss="mse")
+    return model
+
+
+def get_values(variables):
+    if GRAPH:
+        return tf.keras.backend.batch_get_value(list(variables))
+    return [v.numpy() for v in variables]
+
+
+def set_values(variables, values):
+    if GRAPH:
+        tf.keras.backend.batch_set_value(list(zip(variables, values)))
+    else:
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+
+
+class CallbackLookahead(tf.keras.callbacks.Callback):
+    """Lookahead as a Keras callback: weights to numpy and back every k batches."""
+
+    def __init__(self):
+        super(CallbackLookahead, self).__init__()
+        self.count, self.slow = 0, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.slow is None:
+            self.slow = get_values(self.model.trainable_weights)
+        self.count += 1
+        if self.count % K_STEPS == 0:
+            fast = get_values(self.model.trainable_weights)
+            self.slow = [s + ALPHA * (f - s) for s, f in zip(self.slow, fast)]
+            set_values(self.model.trainable_weights, self.slow)
+
+
+def blog_inject(model):
+    """The blog's Lookahead.inject (tf 1.14 / 1.15 / 2.0 variants) as written, except that K is
+    the engine's own backend module (the public one lacks symbolic_learning_phase) and the slow
+    variables copy the values (K.variable(p) races p's initializer on a fresh model)."""
+    K = _graph.engine_backend(model)
+    model._make_train_function()         # let Keras settle sample weights / compiled state
+    if hasattr(model, "_all_metrics_tensors"):                       # TF 1.14
+        metrics_tensors = [model._all_metrics_tensors[m] for m in model.metrics_names[1:]]
+    else:
+        metrics_tensors = [m._call_result for m in model._get_training_eval_metrics()
+                           if hasattr(m, "_call_result")]
+    inputs = model._feed_inputs + model._feed_targets + model._feed_sample_weights
+    if not isinstance(K.symbolic_learning_phase(), int):
+        inputs += [K.symbolic_learning_phase()]
+    fast_params = model._collected_trainable_weights
+    with K.get_graph().as_default():
+        training_updates = model.optimizer.get_updates(params=fast_params, loss=model.total_loss)
+        slow_params = [K.variable(K.get_value(p)) for p in fast_params]
+        fast_updates = (training_updates + model.get_updates_for(None)
+                        + model.get_updates_for(model.inputs))
+        slow_updates, copy_updates = [], []
+        for p, q in zip(fast_params, slow_params):
+            slow_updates.append(K.update(q, q + ALPHA * (p - q)))
+            copy_updates.append(K.update(p, q))
+        fast_train_function = K.function(inputs, [model.total_loss] + metrics_tensors,
+                                         updates=fast_updates, name="fast_train_function",
+                                         **model._function_kwargs)
+    count = [0]
+
+    def F(inputs):
+        count[0] += 1
+        R = fast_train_function(inputs)
+        if count[0] % K_STEPS == 0:
+            K.batch_get_value(slow_updates)
+            K.batch_get_value(copy_updates)
+        return R
+    model.train_function = F
+
+
+def tfa_optimizer():
+    try:
+        import tensorflow_addons as tfa
+    except ImportError:
+        return None
+    inner = (tf.keras.optimizers.legacy.SGD if hasattr(tf.keras.optimizers, "legacy")
+             else tf.keras.optimizers.SGD)(learning_rate=0.01, momentum=0.9)
+    return tfa.optimizers.Lookahead(inner, sync_period=K_STEPS, slow_step_size=ALPHA)
+
+
+def variants():
+    out = {"plain": lambda sizes: (build(sizes), [])}
+
+    def injected(sizes):
+        model = build(sizes)
+        start = time.perf_counter()
+        lookahead_inject.inject(model, k=K_STEPS, alpha=ALPHA)
+        return model, [], time.perf_counter() - start
+    out["inject"] = injected
+    if GRAPH:
+        def blog(sizes):
+            model = build(sizes)
+            start = time.perf_counter()
+            blog_inject(model)
+            return model, [], time.perf_counter() - start
+        out["blog"] = blog
+    out["callback"] = lambda sizes: (build(sizes), [CallbackLookahead()])
+    if not GRAPH and tfa_optimizer() is not None:
+        out["tfa"] = lambda sizes: (build(sizes, tfa_optimizer()), [])
+    return out
+
+
+def floor_seconds(model, repeats=20):
+    """One lerp + copy over the model's trainable weights (the sync alone), median seconds."""
+    fast = model.trainable_weights
+    if GRAPH:
+        K = _graph.engine_backend(model)
+        with K.get_graph().as_default():
+            slow = [K.variable(np.zeros(w.shape.as_list(), "float32")) for w in fast]
+            updates = []
+            for f, s in zip(fast, slow):
+                updates.append(f.assign(s.assign_add(ALPHA * (f - s))))
+            op = tf.group(*updates)
+        session = K.get_session()
+        run = lambda: session.run(op)  # noqa: E731
+    else:
+        slow = [tf.Variable(tf.zeros_like(w)) for w in fast]
+
+        @tf.function
+        def sync():
+            for f, s in zip(fast, slow):
+                f.assign(s.assign_add(ALPHA * (f - s)))
+        run = sync
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(name, sizes, batch):
+    rng = np.random.RandomState(0)
+    x = rng.rand(ARGS.steps * batch, sizes[0]).astype("float32")
+    y = rng.rand(ARGS.steps * batch, sizes[-1]).astype("float32")
+    built = {}
+    setup, first = {}, {}
+    for variant, make in variants().items():
+        made = make(sizes)
+        model, callbacks = made[0], made[1]
+        setup[variant] = made[2] if len(made) > 2 else None
+        start = time.perf_counter()
+        model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0, callbacks=callbacks)
+        first[variant] = time.perf_counter() - start
+        built[variant] = (model, callbacks)
+    samples = {variant: [] for variant in built}
+    for _ in range(ARGS.repeats):
+        for variant, (model, callbacks) in built.items():
+            start = time.perf_counter()
+            model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False,
+                      callbacks=callbacks)
+            samples[variant].append((time.perf_counter() - start) / ARGS.steps)
+    median = {variant: statistics.median(s) for variant, s in samples.items()}
+    floor = floor_seconds(built["plain"][0]) / K_STEPS
+    return median, setup, first, floor
+
+
+def main():
+    found = lookahead_inject.detect()
+    title = "TF {tensorflow} ({keras} {keras_version}), {mode} mode, backend {backend}".format(**found)
+    lines = ["### " + title, "",
+             "{} · Python {} · {} · {} repeats × {} steps, k={}; {}".format(
+                 datetime.date.today(), platform.python_version(), platform.processor() or
+                 platform.machine(), ARGS.repeats, ARGS.steps, K_STEPS,
+                 "`python benchmarks/overhead.py{}`".format(" --mode " + ARGS.mode if ARGS.mode else "")),
+             "",
+             "| model | plain ms/step | variant | ratio to plain | inject() / setup s | first step s | floor (sync ÷ k) / plain step |",
+             "|---|---|---|---|---|---|---|"]
+    for model_name in ARGS.models.split(","):
+        sizes, batch = MODELS[model_name]
+        median, setup, first, floor = measure(model_name, sizes, batch)
+        plain = median["plain"]
+        for variant in median:
+            lines.append("| {} | {:.3f} | {} | {:.2f} | {} | {:.2f} | {} |".format(
+                model_name, plain * 1e3, variant, median[variant] / plain,
+                "{:.3f}".format(setup[variant]) if setup.get(variant) is not None else "–",
+                first[variant], "{:.3f}".format(floor / plain) if variant == "plain" else ""))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if ARGS.out:
+        with open(ARGS.out, "a") as out:
+            out.write(text + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
