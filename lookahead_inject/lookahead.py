@@ -255,16 +255,19 @@ def inject(model, k=5, alpha=0.5, backend="auto"):
 
 def detect(backend="auto"):
     """What ``inject`` would see here: a dict with the TF version, the Keras behind
-    ``tf.keras``, the execution mode and the backend ``inject`` picks.
+    ``tf.keras``, the execution mode, the backend ``inject`` picks and whether that
+    backend supports ``tf.distribute`` strategies.
 
     Raises the same clear error as ``inject`` when no backend fits.
     """
     environment = detect_environment()
+    name = dispatch.choose_backend(environment, backend)
     return {
         "tensorflow": str(environment.tf_version),
         "keras": environment.keras,
         "keras_version": environment.keras_version,
         "mode": environment.mode,
         "keras_backend": environment.keras_backend,
-        "backend": dispatch.choose_backend(environment, backend),
+        "backend": name,
+        "distribute": "supported" if dispatch.load_backend(name).DISTRIBUTE else "not supported",
     }

@@ -19,10 +19,25 @@ def configure_mode(mode):
         tf.compat.v1.disable_eager_execution()
     if mode == "eager" and not tf.executing_eagerly():
         raise SystemExit("--tf-mode eager: TF {} runs Keras in graph mode only".format(tf.__version__))
+    if tf.executing_eagerly():
+        split_cpu_in_two()
     ENVIRONMENT = environment.detect_environment()
     GRAPH = ENVIRONMENT.mode == environment.GRAPH
     KERAS_3 = ENVIRONMENT.keras == environment.KERAS_3
     EXECUTIONS = ("graph",) if GRAPH else ("tf_function", "run_eagerly")
+
+
+def split_cpu_in_two():
+    """Two logical CPU devices, for MirroredStrategy tests; must run before TF uses a device.
+    Ops without a strategy still run on /cpu:0."""
+    config = tf.config if hasattr(tf.config, "set_logical_device_configuration") else tf.config.experimental
+    cpu = (getattr(tf.config, "list_physical_devices", None)
+           or tf.config.experimental.list_physical_devices)("CPU")[0]
+    setter = getattr(config, "set_logical_device_configuration", None) or \
+        tf.config.experimental.set_virtual_device_configuration      # TF 2.0-2.2
+    device = getattr(config, "LogicalDeviceConfiguration", None) or \
+        tf.config.experimental.VirtualDeviceConfiguration
+    setter(cpu, [device(), device()])
 
 
 # 48 samples, batches of 16: 3 steps per epoch, so k=5 and k=2 do not divide an epoch.

@@ -118,6 +118,15 @@ def _short(weight):
 
 def check(model):
     """Refuse models the graph builders cannot rebuild, before anything is changed."""
+    # The v1 engine distributes through its own training_distributed loop, which
+    # never calls _make_train_function: Lookahead would silently not run there.
+    if getattr(model, "_distribution_strategy", None) is not None or \
+            tf.distribute.in_cross_replica_context():
+        raise ModelNotReadyError(
+            "The model was compiled under a tf.distribute strategy, and Lookahead under "
+            "tf.distribute is not supported in graph mode (TF 1.x, or TF 2.x with eager "
+            "execution disabled). Train it in TF 2 eager mode, where inject supports "
+            "MirroredStrategy and MultiWorkerMirroredStrategy, or without a strategy.")
     if not hasattr(model, "_make_train_function"):
         raise ModelNotReadyError(
             "{} was not built by the graph-mode (v1) Keras engine, but eager "

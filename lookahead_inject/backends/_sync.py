@@ -50,7 +50,8 @@ class LookaheadVariables(object):
         """Before a fast step: ``slow <- fast`` if no step was taken yet."""
         def start():
             return _grouped([s.assign(f) for f, s in zip(self.fast, self.slow)])
-        return tf.cond(tf.equal(self.step.read_value(), 0), start, _nothing)
+        return _once_for_all_replicas(
+            lambda: tf.cond(tf.equal(self.step.read_value(), 0), start, _nothing))
 
     def sync_op(self, after=()):
         """After a fast step: count it, and on every k-th step pull fast and slow together.
@@ -58,10 +59,12 @@ class LookaheadVariables(object):
         ``after`` are the ops of the fast step (graph mode); inside a
         ``tf.function`` or eagerly, program order already sequences the ops.
         """
-        with tf.control_dependencies(list(after)):
-            step = self.step.assign_add(1)
+        def count_and_sync():
+            step = _updated(self.step.assign_add(1), self.step)
             at_sync = tf.equal(tf.math.floormod(step, self.k), 0)
             return tf.cond(at_sync, self._pull_together, _nothing)
+        with tf.control_dependencies(list(after)):
+            return _once_for_all_replicas(count_and_sync)
 
     def _pull_together(self):
         assigns = []
@@ -69,8 +72,38 @@ class LookaheadVariables(object):
             alpha = tf.cast(self.alpha, tf.as_dtype(slow.dtype).base_dtype)
             # In place: slow += alpha (fast - slow) is one temporary and one update of
             # slow; the value it returns (read after the add) is copied into fast.
-            assigns.append(fast.assign(slow.assign_add(alpha * (fast - slow))))
+            assigns.append(fast.assign(_updated(slow.assign_add(alpha * (fast - slow)), slow)))
         return _grouped(assigns)
+
+
+def _once_for_all_replicas(fn):
+    """Run ``fn`` once, in cross-replica context when under a tf.distribute strategy.
+
+    The optimizer hook runs in each replica's context. There, a cond whose branch
+    writes mirrored variables is not allowed, and each replica would write only
+    its own copy. In cross-replica context (``merge_call``), reading a mirrored
+    variable gives its value and assigning it writes every replica's copy with
+    that same value, so replicas never drift apart.
+    """
+    if _has_strategy() and not tf.distribute.in_cross_replica_context():
+        return tf.distribute.get_replica_context().merge_call(lambda strategy: fn())
+    return fn()
+
+
+def _has_strategy():
+    # TF 1.x has no has_strategy; its graph backends refuse strategies altogether.
+    return getattr(tf.distribute, "has_strategy", lambda: False)()
+
+
+def _updated(result, variable):
+    """The value of ``variable`` after the update that returned ``result``.
+
+    TF 1 graphs order ops only by data dependency, so the update's own result is
+    used. Under a strategy, TF 2.0-2.2 return per-replica values from a mirrored
+    update, which ops cannot take; there the variable is read again (a
+    tf.function orders that read after the update).
+    """
+    return variable.read_value() if _has_strategy() else result
 
 
 def _grouped(ops):

@@ -8,10 +8,12 @@ carries the Lookahead sync (see ``_optimizer_hook``). The sync works on the
 """
 
 import numpy as np
-import tensorflow as tf
 
 from . import _optimizer_hook
 from ..errors import ModelNotReadyError
+
+#: Lookahead under a tf.distribute strategy: the sync runs in cross-replica context.
+DISTRIBUTE = True
 
 METHOD = "apply"
 
@@ -39,7 +41,7 @@ def attach(model, k, alpha):
     # which is where inject runs; the sync's tf ops need tf.Variables.
     fast = [v.value for v in keras_variables]
     variables = _optimizer_hook.create_variables(
-        fast, k, alpha, _strategy(), handed_to_optimizer=keras_variables)
+        fast, k, alpha, model.distribute_strategy, handed_to_optimizer=keras_variables)
     return _optimizer_hook.attach(
         model, variables, METHOD, innermost, _trained_variables, _retrace,
         read=lambda vs: [np.array(v.numpy()) for v in vs],
@@ -50,12 +52,6 @@ def _trained_variables(args, kwargs):
     # apply(grads, trainable_variables=None); None means "the variables it was built on".
     trained = args[1] if len(args) > 1 else kwargs.get("trainable_variables")
     return args, kwargs, None if trained is None else list(trained)
-
-
-def _strategy():
-    # Keras 3 models have no strategy attribute; variables follow the scope that is
-    # active when inject runs, as the model's own did at build time.
-    return tf.distribute.get_strategy()
 
 
 def _retrace(model):

@@ -7,6 +7,9 @@ snapshot), with the Lookahead ops inside the same ``K.function``.
 
 from . import _graph
 
+#: Lookahead under a tf.distribute strategy (refused in graph mode, see _graph.check).
+DISTRIBUTE = False
+
 
 def check(model):
     _graph.check(model)

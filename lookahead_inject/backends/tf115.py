@@ -9,6 +9,9 @@ its check never saw the model's function; here it is the model's.
 
 from . import _graph
 
+#: Lookahead under a tf.distribute strategy (refused in graph mode, see _graph.check).
+DISTRIBUTE = False
+
 
 def check(model):
     _graph.check(model)

@@ -12,6 +12,9 @@ import tensorflow as tf
 
 from . import _optimizer_hook
 
+#: Lookahead under a tf.distribute strategy: the sync runs in cross-replica context.
+DISTRIBUTE = True
+
 METHOD = "apply_gradients"
 
 

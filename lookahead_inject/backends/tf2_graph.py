@@ -9,6 +9,9 @@ the default optimizers have no ``get_updates`` and cannot train in graph mode.
 """
 
 from . import _graph
+
+#: Lookahead under a tf.distribute strategy (refused in graph mode, see _graph.check).
+DISTRIBUTE = False
 from .tf115 import build_train_function
 from ..errors import ModelNotReadyError
 
