@@ -33,7 +33,7 @@ def save(model, la):
     if FORMAT == "tf_weights":            # TF-format save_weights: optimizer and Lookahead ride along
         model.save_weights(os.path.join(DIR, "ckpt"))
     elif FORMAT == "checkpoint":          # tf.train.Checkpoint of the model and optimizer
-        tf.train.Checkpoint(model=model, optimizer=model.optimizer).write(os.path.join(DIR, "ckpt"))
+        tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(os.path.join(DIR, "ckpt"))
     else:                                 # .h5 weights + the Lookahead state file
         model.save_weights(harness.h5_path(DIR, "model"))
         la.save(os.path.join(DIR, "lookahead_state"))
@@ -43,8 +43,9 @@ def load(model, la):
     if FORMAT == "tf_weights":
         model.load_weights(os.path.join(DIR, "ckpt"))
     elif FORMAT == "checkpoint":
-        tf.train.Checkpoint(model=model, optimizer=model.optimizer).read(
-            os.path.join(DIR, "ckpt")).expect_partial()
+        # save/restore rather than write/read, which TF 2.0 lacks
+        tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(
+            tf.train.latest_checkpoint(DIR)).expect_partial()
     else:
         model.load_weights(harness.h5_path(DIR, "model"))
         la.load(os.path.join(DIR, "lookahead_state"))

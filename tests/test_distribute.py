@@ -1,5 +1,11 @@
 """Lookahead under tf.distribute: MirroredStrategy over two logical CPUs equals one device."""
 
+import os
+import socket
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,6 +14,8 @@ import harness
 import reference
 from lookahead_inject import ModelNotReadyError, detect, inject
 from test_trajectory import expected
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 eager_only = pytest.mark.skipif(
     harness.GRAPH, reason="graph mode (TF 1.x, TF 2.x v1 engine): Lookahead under "
@@ -73,3 +81,52 @@ def test_graph_mode_refuses_a_strategy():
         with pytest.raises(ModelNotReadyError, match="tf.distribute.*graph mode"):
             inject(model)
     assert detect()["distribute"] == "not supported"
+
+
+def free_loopback_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [str(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@eager_only
+def test_two_workers_on_loopback_equal_single_device(tmp_path):
+    if harness.KERAS_3:
+        pytest.skip("Keras 3 (3.15 on TF 2.21): fit under MultiWorkerMirroredStrategy fails "
+                    "without Lookahead too (ValueError: Attempt to convert a value (PerReplica))")
+    ports = ",".join(free_loopback_ports(2))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)
+    workers = [subprocess.Popen([sys.executable, os.path.join(HERE, "multiworker_worker.py"),
+                                 str(index), ports, str(tmp_path)], cwd=HERE, env=env)
+               for index in (0, 1)]
+    deadline = time.time() + 240
+    try:
+        for worker in workers:
+            worker.wait(timeout=max(1, deadline - time.time()))
+    finally:
+        for worker in workers:                 # never leave a worker behind
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(timeout=30)
+    assert [w.returncode for w in workers] == [0, 0]
+    results = []
+    for index in (0, 1):
+        with np.load(str(tmp_path / "worker{}.npz".format(index))) as saved:
+            results.append(([saved["arr_{}".format(i)] for i in range(8)], int(saved["step"])))
+    (chief, chief_step), (other, other_step) = results
+    assert chief_step == other_step == harness.STEPS
+    for a, b in zip(chief, other):
+        np.testing.assert_array_equal(a, b)
+    x, y = harness.data()
+    harness.assert_trajectories_equal([chief[:4]], [expected("adam", 3, 0.5, x, y)[-1]])
+    model = harness.mlp("adam", chief[:4])               # the chief's saved state loads here
+    la = inject(model, k=3, alpha=0.5)
+    la.load(str(tmp_path / "chief_state"))
+    assert la.step == harness.STEPS
+    harness.assert_trajectories_equal([la.get_state()["slow_weights"]], [chief[4:]], atol=0)
