@@ -22,6 +22,7 @@ setup(
     install_requires=["packaging"],
     extras_require={
         "tensorflow": ["tensorflow"],
+        "demo": ["scikit-learn", "matplotlib"],
         "test": ["pytest"],
     },
     entry_points={"console_scripts": ["lookahead-inject=lookahead_inject.__main__:main"]},

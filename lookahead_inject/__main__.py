@@ -1,4 +1,4 @@
-"""Command line: ``python -m lookahead_inject {info,demo}`` (also ``lookahead-inject``)."""
+"""Command line: ``python -m lookahead_inject {info,demo,selftest}`` (also ``lookahead-inject``)."""
 
 import argparse
 import sys
@@ -6,46 +6,77 @@ import sys
 from .errors import LookaheadError
 
 
-def info(args):
+def info(args, echo=print):
     from . import detect
-    from .dispatch import supported_summary
+    from .dispatch import choose_backend, supported_summary, why
+    from .environment import detect_environment
     try:
+        environment = detect_environment()
         found = detect()
     except LookaheadError as error:
-        print(error)
+        echo(str(error))
+        echo("supported:\n" + supported_summary())
         return 1
-    for key in ("tensorflow", "keras", "keras_version", "mode", "backend"):
-        print("{:<14} {}".format(key, found[key]))
-    print("supported:\n" + supported_summary())
+    echo("tensorflow     {}".format(found["tensorflow"]))
+    echo("keras          {} {}".format(found["keras"], found["keras_version"] or ""))
+    echo("mode           {}".format(found["mode"]))
+    echo("backend        {}  ({})".format(found["backend"],
+                                          why(environment, choose_backend(environment))))
+    echo("tf.distribute  {}".format(found["distribute"]))
+    echo("state rides in {}".format("; ".join(found["checkpoints"])))
+    echo("               and la.save(path) / la.load(path) everywhere")
+    echo("supported:\n" + supported_summary())
     return 0
 
 
-def demo(args):
+def demo(args, echo=print):
     from . import demo as demo_module
     try:
-        demo_module.run(epochs=args.epochs, k=args.k, alpha=args.alpha,
-                        verbose=1 if args.verbose else 0)
+        demo_module.run(epochs=args.epochs, seeds=args.seeds, learning_rates=args.lrs,
+                        k=args.k, alpha=args.alpha, verbose=1 if args.verbose else 0,
+                        plot=args.plot, echo=echo)
     except LookaheadError as error:
-        print(error)
+        echo(str(error))
         return 1
     return 0
+
+
+def selftest(args, echo=print):
+    from . import selftest as selftest_module
+    try:
+        return selftest_module.run(echo=echo)
+    except LookaheadError as error:
+        echo(str(error))
+        return 1
+
+
+def parser():
+    top = argparse.ArgumentParser(prog="lookahead-inject",
+                                  description="Lookahead for compiled Keras models.")
+    commands = top.add_subparsers(dest="command")
+    commands.add_parser("info", help="the TF and Keras found, the backend inject picks and why")
+    demo_parser = commands.add_parser(
+        "demo", help="train a digits classifier with SGD and with SGD + Lookahead over "
+                     "learning rates and seeds; print the table, optionally plot it")
+    demo_parser.add_argument("--epochs", type=int, default=10)
+    demo_parser.add_argument("--seeds", type=int, default=3)
+    demo_parser.add_argument("--lrs", type=float, nargs="+", default=[0.03, 0.1, 0.3, 1.0],
+                             metavar="LR", help="learning rates (default: 0.03 0.1 0.3 1.0)")
+    demo_parser.add_argument("--k", type=int, default=5)
+    demo_parser.add_argument("--alpha", type=float, default=0.5)
+    demo_parser.add_argument("--plot", metavar="FILE.png", help="write the curves (matplotlib)")
+    demo_parser.add_argument("--verbose", action="store_true", help="show Keras' progress bar")
+    commands.add_parser("selftest", help="check Lookahead against numpy in every mode of the "
+                                         "installed TF; non-zero exit on a mismatch")
+    return top
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="lookahead-inject",
-                                     description="Lookahead for compiled Keras models.")
-    commands = parser.add_subparsers(dest="command")
-    commands.add_parser("info", help="what TensorFlow is here and which backend inject picks")
-    demo_parser = commands.add_parser("demo", help="train a small model with and without Lookahead")
-    demo_parser.add_argument("--epochs", type=int, default=8)
-    demo_parser.add_argument("--k", type=int, default=5)
-    demo_parser.add_argument("--alpha", type=float, default=0.5)
-    demo_parser.add_argument("--verbose", action="store_true", help="show Keras' progress bar")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     if args.command is None:
-        parser.print_help()
+        parser().print_help()
         return 2
-    return {"info": info, "demo": demo}[args.command](args)
+    return {"info": info, "demo": demo, "selftest": selftest}[args.command](args)
 
 
 if __name__ == "__main__":

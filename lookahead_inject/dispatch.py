@@ -36,6 +36,13 @@ def _fits(row, environment):
             and environment.mode in row.modes)
 
 
+def why(environment, backend):
+    """One sentence: which row of the table chose ``backend`` for ``environment``."""
+    row = next(r for r in TABLE if r.backend == backend)
+    return "TF {} is in {}, tf.keras is {}, {} mode: row {!r} of the dispatch table".format(
+        environment.tf_version, row.tf_versions, environment.keras, environment.mode, backend)
+
+
 def supported_summary():
     """One line per row, for error messages and ``info``."""
     return "\n".join(

@@ -39,16 +39,33 @@ class Environment(
             self.tf_version, self.keras, self.keras_version or "", self.mode)
 
 
+#: Which TensorFlow installs on which Python (PyPI wheels), for the "no TF" message.
+TF_PYTHONS = (
+    ("1.14, 1.15, 2.0, 2.1", "3.7 at most"),
+    ("2.2 - 2.11", "3.7 (up to 3.8 - 3.10 for the later ones)"),
+    ("2.12 - 2.15", "3.8 - 3.11"),
+    ("2.16 - 2.21", "3.9 - 3.12 (3.13 from 2.20)"),
+)
+
+
 def _import_tensorflow():
+    import platform
     try:
         import tensorflow as tf
     except ImportError as exc:
+        table = "; ".join("TF {}: Python {}".format(tf_, py) for tf_, py in TF_PYTHONS)
         raise UnsupportedEnvironmentError(
-            "TensorFlow is not installed in this Python ({}). lookahead_inject "
-            "adds Lookahead to a compiled tf.keras model, so it needs the "
-            "TensorFlow your training code uses; install it, e.g. "
-            "`pip install tensorflow==2.15.1` (or `pip install "
-            "lookahead_inject[tensorflow]`).".format(exc)) from exc
+            "TensorFlow is not installed in this Python {} ({}). lookahead_inject adds "
+            "Lookahead to a compiled tf.keras model, so it needs the TensorFlow your "
+            "training code uses: install it, e.g. `pip install tensorflow==2.15.1`. "
+            "If pip found no matching TensorFlow, this Python is too new or too old for "
+            "that pin ({}); make a virtualenv with a Python that fits.".format(
+                platform.python_version(), exc, table)) from exc
+    except Exception as exc:   # TF present but broken by its neighbours
+        raise UnsupportedEnvironmentError(
+            "TensorFlow is installed but failed to import: {}: {}. Old TensorFlow breaks "
+            "with newer neighbours: TF 1.14 - 2.3 need numpy<1.19 and protobuf<3.21 (TF 1.14 "
+            "also h5py<3); pin those next to tensorflow.".format(type(exc).__name__, exc)) from exc
     return tf
 
 

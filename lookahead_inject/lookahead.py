@@ -255,13 +255,15 @@ def inject(model, k=5, alpha=0.5, backend="auto"):
 
 def detect(backend="auto"):
     """What ``inject`` would see here: a dict with the TF version, the Keras behind
-    ``tf.keras``, the execution mode, the backend ``inject`` picks and whether that
-    backend supports ``tf.distribute`` strategies.
+    ``tf.keras``, the execution mode, the backend ``inject`` picks, whether that
+    backend supports ``tf.distribute`` strategies, and the checkpoint formats that
+    carry the Lookahead state (``la.save`` / ``la.load`` work everywhere).
 
     Raises the same clear error as ``inject`` when no backend fits.
     """
     environment = detect_environment()
     name = dispatch.choose_backend(environment, backend)
+    module = dispatch.load_backend(name)
     return {
         "tensorflow": str(environment.tf_version),
         "keras": environment.keras,
@@ -269,5 +271,6 @@ def detect(backend="auto"):
         "mode": environment.mode,
         "keras_backend": environment.keras_backend,
         "backend": name,
-        "distribute": "supported" if dispatch.load_backend(name).DISTRIBUTE else "not supported",
+        "distribute": "supported" if module.DISTRIBUTE else "not supported",
+        "checkpoints": list(module.CHECKPOINT_FORMATS),
     }

@@ -15,6 +15,9 @@ from ..errors import ModelNotReadyError
 #: Lookahead under a tf.distribute strategy: the sync runs in cross-replica context.
 DISTRIBUTE = True
 
+#: Checkpoint formats that carry the Lookahead state by themselves (tests/test_state.py).
+CHECKPOINT_FORMATS = ("tf.train.Checkpoint(model=model, optimizer=model.optimizer)",)
+
 METHOD = "apply"
 
 

@@ -12,6 +12,9 @@ from . import _graph
 #: Lookahead under a tf.distribute strategy (refused in graph mode, see _graph.check).
 DISTRIBUTE = False
 
+#: Checkpoint formats that carry the Lookahead state by themselves (tests/test_state.py).
+CHECKPOINT_FORMATS = ("model.save_weights(path) in TF format (no .h5)",)
+
 
 def check(model):
     _graph.check(model)

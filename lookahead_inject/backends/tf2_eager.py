@@ -15,6 +15,10 @@ from . import _optimizer_hook
 #: Lookahead under a tf.distribute strategy: the sync runs in cross-replica context.
 DISTRIBUTE = True
 
+#: Checkpoint formats that carry the Lookahead state by themselves (tests/test_state.py).
+CHECKPOINT_FORMATS = ("model.save_weights(path) in TF format (no .h5)",
+                      "tf.train.Checkpoint(model=model, optimizer=model.optimizer)")
+
 METHOD = "apply_gradients"
 
 

@@ -1,0 +1,38 @@
+"""Regenerate the README's demo picture and table (never edit them by hand).
+
+    python tools/make_demo_picture.py      # in a Python with TF and lookahead_inject[demo]
+
+Runs ``python -m lookahead_inject demo --plot docs/demo.png`` and puts the table it
+printed into README.md between the ``demo-output`` markers.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMAND = ["-m", "lookahead_inject", "demo", "--plot", "docs/demo.png"]
+
+
+def main():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable] + COMMAND, cwd=ROOT, env=env, check=True,
+                         stdout=subprocess.PIPE, universal_newlines=True).stdout
+    table = "\n".join(l for l in out.splitlines() if not l.startswith("wrote "))
+    readme_path = os.path.join(ROOT, "README.md")
+    with open(readme_path) as handle:
+        readme = handle.read()
+    block = "<!-- demo-output:start -->\n```text\n$ python {}\n{}\n```\n<!-- demo-output:end -->".format(
+        " ".join(COMMAND), table.strip())
+    new, count = re.subn(r"<!-- demo-output:start -->.*?<!-- demo-output:end -->", block,
+                         readme, flags=re.S)
+    if count != 1:
+        raise SystemExit("README.md needs one pair of demo-output markers")
+    with open(readme_path, "w") as handle:
+        handle.write(new)
+    print("wrote docs/demo.png and the README table")
+
+
+if __name__ == "__main__":
+    main()
