@@ -1,6 +1,6 @@
 """Per-step overhead of Lookahead variants against plain training, in one process.
 
-    python benchmarks/overhead.py [--mode graph|eager] [--repeats 7] [--steps 100] [--out FILE]
+    python benchmarks/overhead.py [--mode graph|eager] [--repeats 7] [--out FILE]
 
 Variants, interleaved repeat by repeat (so drift hits all alike), k=5, alpha=0.5:
   plain     the compiled model as it is
@@ -27,7 +27,9 @@ import time
 import numpy as np
 
 K_STEPS, ALPHA = 5, 0.5
-MODELS = {"mlp": ((784, 1024, 512, 10), 128), "tiny": ((4, 8, 1), 16)}
+# (layer sizes, batch, steps per timed fit): the tiny model's step is under a millisecond,
+# so it gets more steps per sample to rise above this machine's timer and scheduler jitter.
+MODELS = {"mlp": ((784, 1024, 512, 10), 128, 100), "tiny": ((4, 8, 1), 16, 1000)}
 
 
 def parse():
@@ -35,9 +37,10 @@ def parse():
     parser.add_argument("--mode", choices=("graph", "eager"), default=None,
                         help="graph: disable eager execution first (TF 2); default: TF's own")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--models", default="mlp,tiny")
-    parser.add_argument("--out", default=None, help="append the markdown table to this file")
+    parser.add_argument("--out", default=None,
+                        help="write this run's section into that markdown file (replacing the "
+                             "section of the same TF / mode)")
     return parser.parse_args()
 
 
@@ -200,10 +203,10 @@ def floor_seconds(model, repeats=20):
     return statistics.median(times)
 
 
-def measure(name, sizes, batch):
+def measure(name, sizes, batch, steps):
     rng = np.random.RandomState(0)
-    x = rng.rand(ARGS.steps * batch, sizes[0]).astype("float32")
-    y = rng.rand(ARGS.steps * batch, sizes[-1]).astype("float32")
+    x = rng.rand(steps * batch, sizes[0]).astype("float32")
+    y = rng.rand(steps * batch, sizes[-1]).astype("float32")
     built = {}
     setup, first = {}, {}
     for variant, make in variants().items():
@@ -215,42 +218,77 @@ def measure(name, sizes, batch):
         first[variant] = time.perf_counter() - start
         built[variant] = (model, callbacks)
     samples = {variant: [] for variant in built}
-    for _ in range(ARGS.repeats):
-        for variant, (model, callbacks) in built.items():
+    names = list(built)
+    for repeat in range(ARGS.repeats):
+        # Rotate the order: on this machine whichever model runs second in a pair
+        # was measured up to 4 % faster, identical models included.
+        for variant in names[repeat % len(names):] + names[:repeat % len(names)]:
+            model, callbacks = built[variant]
             start = time.perf_counter()
             model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False,
                       callbacks=callbacks)
-            samples[variant].append((time.perf_counter() - start) / ARGS.steps)
+            samples[variant].append((time.perf_counter() - start) / steps)
     median = {variant: statistics.median(s) for variant, s in samples.items()}
     floor = floor_seconds(built["plain"][0]) / K_STEPS
-    return median, setup, first, floor
+    return median, setup, first, floor, memory(built["inject"][0])
+
+
+def memory(model):
+    """Bytes of the model's trainable weights, and of the variables inject added."""
+    trainable = sum(w.nbytes for w in get_values(model.trainable_weights))
+    state = lookahead_inject.lookahead._INJECTED[model].get_state()
+    extra = sum(w.nbytes for w in state["slow_weights"]) + 8          # + the int64 step
+    return trainable, extra
+
+
+def machine():
+    model = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(l.split(":", 1)[1].strip() for l in cpuinfo if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return "{}, {} cores".format(model, os.cpu_count())
+
+
+def write_section(path, title, text):
+    """Put ``text`` into ``path`` in place of the section headed ``title`` (or append it)."""
+    sections = open(path).read().split("\n### ") if os.path.exists(path) else [""]
+    head, rest = sections[0], ["### " + part for part in sections[1:]]
+    rest = [part for part in rest if part.splitlines()[0] != "### " + title] + [text]
+    with open(path, "w") as out:
+        out.write(head.rstrip("\n") + "\n\n" + "\n".join(sorted(
+            (part.rstrip("\n") + "\n" for part in rest), key=lambda p: p.split("\n")[0])))
 
 
 def main():
     found = lookahead_inject.detect()
     title = "TF {tensorflow} ({keras} {keras_version}), {mode} mode, backend {backend}".format(**found)
     lines = ["### " + title, "",
-             "{} · Python {} · {} · {} repeats × {} steps, k={}; {}".format(
-                 datetime.date.today(), platform.python_version(), platform.processor() or
-                 platform.machine(), ARGS.repeats, ARGS.steps, K_STEPS,
-                 "`python benchmarks/overhead.py{}`".format(" --mode " + ARGS.mode if ARGS.mode else "")),
+             "{} · {} · Python {} · {} repeats (fit over {} steps) · k={} · `python benchmarks/overhead.py{}`".format(
+                 datetime.date.today(), machine(), platform.python_version(), ARGS.repeats,
+                 " / ".join("{} {}".format(m, MODELS[m][2]) for m in ARGS.models.split(",")),
+                 K_STEPS, " --mode " + ARGS.mode if ARGS.mode else ""),
              "",
              "| model | plain ms/step | variant | ratio to plain | inject() / setup s | first step s | floor (sync ÷ k) / plain step |",
              "|---|---|---|---|---|---|---|"]
+    notes = []
     for model_name in ARGS.models.split(","):
-        sizes, batch = MODELS[model_name]
-        median, setup, first, floor = measure(model_name, sizes, batch)
+        sizes, batch, steps = MODELS[model_name]
+        median, setup, first, floor, (trainable, extra) = measure(model_name, sizes, batch, steps)
+        notes.append("{}: inject adds {:,} bytes of variables for {:,} bytes of trainable "
+                     "weights ({:.4f}x: one slow copy + the 8-byte step)".format(
+                         model_name, extra, trainable, extra / trainable))
         plain = median["plain"]
         for variant in median:
             lines.append("| {} | {:.3f} | {} | {:.2f} | {} | {:.2f} | {} |".format(
                 model_name, plain * 1e3, variant, median[variant] / plain,
                 "{:.3f}".format(setup[variant]) if setup.get(variant) is not None else "–",
                 first[variant], "{:.3f}".format(floor / plain) if variant == "plain" else ""))
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines + [""] + ["- " + note for note in notes]) + "\n"
     print(text)
     if ARGS.out:
-        with open(ARGS.out, "a") as out:
-            out.write(text + "\n")
+        write_section(ARGS.out, title, text)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,7 @@ class Lookahead(object):
         attachment.write(variables.slow + [variables.step],
                          [np.asarray(w) for w in lookahead_state["slow_weights"]]
                          + [np.int64(lookahead_state["step"])])
+        attachment.state_written()
 
     def save(self, path):
         """Write the state to the single file ``path`` (exactly that path)."""

@@ -187,3 +187,18 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_result():
     for bx, by in harness.epoch_batches(x, y)[5:9]:
         model.train_on_batch(bx, by)
     harness.assert_trajectories_equal([model.get_weights()], [expected("momentum", 3, 0.5, x, y, steps=9)[-1]])
+
+
+@pytest.mark.skipif(harness.KERAS_3, reason="Keras 3 (TF 2.16+) writes no TF-format "
+                    "save_weights; its tf.train.Checkpoint resume is tested above")
+def test_checkpoint_from_before_training_restarts_lookahead_from_its_weights(tmp_path):
+    # Restoring a checkpoint saved before the first step puts the step back to 0:
+    # the slow weights are taken again, from the restored weights.
+    x, y = harness.data()
+    model = harness.mlp("sgd", harness.start_weights())
+    inject(model, k=2, alpha=0.0)
+    model.save_weights(str(tmp_path / "ckpt"))                 # TF format, step 0
+    harness.train(model, "train_on_batch", x[:16], y[:16], epochs=3)     # 3 steps
+    model.load_weights(str(tmp_path / "ckpt"))
+    harness.train(model, "train_on_batch", x[:32], y[:32], epochs=1)     # 2 steps: back to start
+    harness.assert_trajectories_equal([model.get_weights()], [harness.start_weights()], atol=1e-6)

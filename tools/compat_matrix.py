@@ -28,13 +28,43 @@ from lookahead_inject.errors import LookaheadError  # noqa: E402
 MODES = (environment.GRAPH, environment.EAGER)
 
 
+DISTRIBUTED = (("MirroredStrategy", "test_mirrored_"), ("MultiWorkerMirrored", "test_two_workers"),
+               ("refused", "test_graph_mode_refuses"))
+
+
 def read_run(path):
-    """Counts and detected environment of one pytest run's JUnit XML."""
+    """Counts, detected environment and tf.distribute outcomes of one pytest run's JUnit XML."""
     root = ET.parse(path).getroot()
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     counts = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
     properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
-    return counts, properties, os.path.getmtime(path)
+    distributed = {}
+    for case in suite.iter("testcase"):
+        if not case.get("classname", "").endswith("test_distribute"):
+            continue
+        for label, prefix in DISTRIBUTED:
+            if case.get("name", "").startswith(prefix):
+                outcome = ("failed" if case.find("failure") is not None or case.find("error")
+                           is not None else "skipped" if case.find("skipped") is not None else "passed")
+                distributed.setdefault(label, []).append(outcome)
+    return counts, properties, os.path.getmtime(path), distributed
+
+
+def distributed_cell(runs):
+    parts = []
+    for mode in MODES:
+        if mode not in runs:
+            continue
+        for label, outcomes in sorted(runs[mode][3].items()):
+            ran = [o for o in outcomes if o != "skipped"]
+            if not ran:
+                continue
+            verdict = "passed" if all(o == "passed" for o in ran) else "**failed**"
+            parts.append("{} {} ({}/{})".format(
+                "graph: strategy" if label == "refused" else label,
+                "refused as documented" if label == "refused" and verdict == "passed" else verdict,
+                ran.count("passed"), len(ran)))
+    return "; ".join(parts) or "–"
 
 
 def cell(counts):
@@ -57,9 +87,20 @@ def unsupported(properties, mode):
     return False
 
 
+def envlist_order():
+    import configparser
+    tox = configparser.ConfigParser()
+    tox.read(os.path.join(os.path.dirname(HERE), "tox.ini"))
+    return tox["tox"]["envlist"].split()
+
+
 def rows(results):
     out, newest = [], 0.0
-    for record_path in sorted(glob.glob(os.path.join(results, "*.json"))):
+    order = envlist_order()
+    records = sorted(glob.glob(os.path.join(results, "*.json")),
+                     key=lambda p: order.index(os.path.basename(p)[:-5])
+                     if os.path.basename(p)[:-5] in order else len(order))
+    for record_path in records:
         with open(record_path) as handle:
             record = json.load(handle)
         env_name, packages = record["env"], record["packages"]
@@ -73,7 +114,7 @@ def rows(results):
         cells = []
         for mode in MODES:
             if mode in runs:
-                counts, properties, _ = runs[mode]
+                counts, properties = runs[mode][:2]
                 cells.append("{} — `{}`".format(cell(counts), properties.get("backend")))
             elif seen is not None and unsupported(seen, mode):
                 cells.append("not supported")
@@ -82,9 +123,9 @@ def rows(results):
         keras = (seen or {}).get("keras", "?")
         keras_version = packages.get("tf-keras") if keras == environment.KERAS_TF_KERAS else \
             packages.get("keras") or (seen or {}).get("keras_version")
-        out.append("| {} | {} | {} | {} {} | {} | {} | {} |".format(
+        out.append("| {} | {} | {} | {} {} | {} | {} | {} | {} |".format(
             env_name, record["python"], packages.get("tensorflow"), keras, keras_version or "",
-            packages.get("numpy"), *cells))
+            packages.get("numpy"), *(cells + [distributed_cell(runs)])))
     return out, newest
 
 
@@ -104,10 +145,13 @@ def main(argv=None):
         "do not edit by hand. Each cell is one pytest process of the suite in that mode "
         "(graph: `tf.compat.v1.disable_eager_execution()`, TF 1.x's only mode; eager: "
         "both `tf.function` and `run_eagerly=True` steps), with the backend `inject` "
-        "chose. Versions are those the env installed.".format(date),
+        "chose. Versions are those the env installed. The tf.distribute column counts the "
+        "MirroredStrategy (2 logical CPUs) and two-worker MultiWorkerMirroredStrategy equality "
+        "tests that ran (skips are not counted).".format(date),
         "",
-        "| tox env | Python | TensorFlow | Keras behind tf.keras | numpy | graph mode | eager mode |",
-        "|---|---|---|---|---|---|---|",
+        "| tox env | Python | TensorFlow | Keras behind tf.keras | numpy | graph mode | eager mode "
+        "| tf.distribute (tests/test_distribute.py) |",
+        "|---|---|---|---|---|---|---|---|",
     ] + table + [""]
     with open(args.output, "w") as out:
         out.write("\n".join(lines))

@@ -12,7 +12,8 @@ class Attachment(object):
     ``variables`` is the ``LookaheadVariables`` the training step updates;
     ``read(vars)`` / ``write(vars, values)`` move numpy values in and out of TF
     variables the way this TF version wants; ``detach()`` restores the model's
-    own training.
+    own training; ``state_written()`` is told when the state was set from outside
+    (the step may be 0 again, so the slow weights are to be taken again).
 
     The slow weights and the step counter become a checkpoint dependency of the
     model (not layer weights: ``model.weights``, ``get_weights`` and .h5 files
@@ -20,9 +21,10 @@ class Attachment(object):
     ``tf.train.Checkpoint(model=...)`` carry them.
     """
 
-    def __init__(self, model, variables, read, write, detach):
+    def __init__(self, model, variables, read, write, detach, state_written=lambda: None):
         self.model, self.variables = model, variables
         self.read, self.write, self._detach = read, write, detach
+        self.state_written = state_written
         holder = tf.Module(name=CHECKPOINT_NAME)
         holder.slow_weights = list(variables.slow)
         holder.step = variables.step

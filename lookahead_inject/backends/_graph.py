@@ -67,35 +67,52 @@ def attach(model, k, alpha, build_train_function):
     def lookahead_updates(params, optimizer_updates):
         return updates_with_lookahead(variables, params, optimizer_updates)
 
+    with variables.fast[0].graph.as_default():
+        start = variables.start_op()
+    start_pending = [True]
+
     def make_train_function():
         build_train_function(model, K, lookahead_updates)
+        # Keras calls this at the start of every fit, fit_generator and
+        # train_on_batch call, right before the steps. The slow weights are taken
+        # here (slow <- fast while step == 0) in one session run, not by a check
+        # inside every step: on a tiny TF 1 model each extra op per step costs.
+        if start_pending[0]:
+            K.batch_get_value([start])
+            start_pending[0] = False
 
-    # An instance attribute shadows Model._make_train_function: fit, train_on_batch
-    # and fit_generator all reach the train function through it, in every TF1/v1 version.
+    def load_weights(*args, **kwargs):
+        result = original_load_weights(*args, **kwargs)
+        start_pending[0] = True          # a TF checkpoint may have put the step back to 0
+        return result
+
+    # Instance attributes shadow the Model methods: fit, train_on_batch and
+    # fit_generator all reach the train function through _make_train_function,
+    # in every TF1/v1 version.
+    original_load_weights = model.load_weights
     model._make_train_function = make_train_function
+    model.load_weights = load_weights
     model.train_function = None
 
     def detach():
         del model._make_train_function
+        del model.load_weights
         model.train_function = None
+
+    def state_written():
+        start_pending[0] = True
 
     return Attachment(
         model, variables,
         read=K.batch_get_value,
         write=lambda vs, values: K.batch_set_value(list(zip(vs, values))),
-        detach=detach)
+        detach=detach, state_written=state_written)
 
 
 def updates_with_lookahead(variables, params, optimizer_updates):
-    """The optimizer's updates, preceded by the slow-weight start and followed by the sync.
-
-    ``optimizer_updates()`` creates the optimizer's ops; it is called inside a
-    control dependency on the start op, so the fast weights are read into the
-    slow ones before the first update writes them.
-    """
+    """The optimizer's updates (``optimizer_updates()`` creates them), followed by the sync."""
     variables.check_covers(params)
-    with tf.control_dependencies([variables.start_op()]):
-        updates = [_as_op(u) for u in optimizer_updates()]
+    updates = [_as_op(u) for u in optimizer_updates()]
     return updates + [variables.sync_op(after=updates)]
 
 

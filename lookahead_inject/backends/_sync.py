@@ -47,11 +47,10 @@ class LookaheadVariables(object):
                 "are trainable.".format(", ".join(missing)))
 
     def start_op(self):
-        """Before a fast step: ``slow <- fast`` if no step was taken yet."""
+        """Before the first fast step: ``slow <- fast`` if no step was taken yet."""
         def start():
             return _grouped([s.assign(f) for f, s in zip(self.fast, self.slow)])
-        return _once_for_all_replicas(
-            lambda: tf.cond(tf.equal(self.step.read_value(), 0), start, _nothing))
+        return _once_for_all_replicas(lambda: _if(tf.equal(self.step.read_value(), 0), start))
 
     def sync_op(self, after=()):
         """After a fast step: count it, and on every k-th step pull fast and slow together.
@@ -61,8 +60,9 @@ class LookaheadVariables(object):
         """
         def count_and_sync():
             step = _updated(self.step.assign_add(1), self.step)
-            at_sync = tf.equal(tf.math.floormod(step, self.k), 0)
-            return tf.cond(at_sync, self._pull_together, _nothing)
+            # The phase in the cycle is the branch index: 0 syncs, any other does nothing.
+            phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
+            return tf.switch_case(phase, [self._pull_together], default=_nothing)
         with tf.control_dependencies(list(after)):
             return _once_for_all_replicas(count_and_sync)
 
@@ -106,9 +106,21 @@ def _updated(result, variable):
     return variable.read_value() if _has_strategy() else result
 
 
+def _if(predicate, then):
+    """Run ``then()`` when ``predicate`` holds; a bool tensor says whether it ran.
+
+    tf.switch_case (public since TF 1.14) builds the functional Case op even in a
+    TF 1 graph. tf.cond there builds v1 control flow, a Switch per captured
+    variable that executes, dead, on every step: with two conds per step that
+    cost 14 % of a tiny model's step on TF 1.15, the Case op nothing measurable
+    (benchmarks/RESULTS.md). Eagerly it just calls the chosen branch.
+    """
+    return tf.switch_case(tf.cast(predicate, tf.int32), [_nothing, then])
+
+
 def _grouped(ops):
-    # tf.cond in TF 1.x wants both branches to return tensors of one structure;
-    # a bool "did it run" tensor behind control dependencies does that everywhere.
+    # Both branches return a bool "did it run" tensor of one structure; the
+    # update ops run as its control dependencies.
     with tf.control_dependencies(ops):
         return tf.constant(True)
 
