@@ -9,6 +9,7 @@ Variants, interleaved repeat by repeat (so drift hits all alike), k=5, alpha=0.5
             two extra session runs every k steps); graph mode only
   callback  a Keras callback doing Lookahead with get/set of the weights after each batch
   tfa       tensorflow_addons.optimizers.Lookahead around the optimizer, where it installs
+  plain, 2nd instance   a control: another plain model (instance-to-instance noise)
 Models: "mlp" 784-1024-512-10 (1.3 M parameters, batch 128) and "tiny" 4-8-1 (batch 16).
 Reported: median ms per step over the repeats and the ratio to plain; the time of inject()
 itself and of the first step (graph / trace build); and the floor, the sync alone (one
@@ -168,6 +169,10 @@ def variants():
             return model, [], time.perf_counter() - start
         out["blog"] = blog
     out["callback"] = lambda sizes: (build(sizes), [CallbackLookahead()])
+    # A control: a second plain model, identical but for its instance. On this machine
+    # identical MLP instances were seen to run at ~15 or ~26 ms/step (TF 2.15 eager, with or
+    # without oneDNN), so this row shows how far any ratio of the table can be trusted.
+    out["plain, 2nd instance"] = lambda sizes: (build(sizes), [])
     if not GRAPH and tfa_optimizer() is not None:
         out["tfa"] = lambda sizes: (build(sizes, tfa_optimizer()), [])
     return out

@@ -57,22 +57,23 @@ def create_variables(model, K, k, alpha):
 def attach(model, k, alpha, build_train_function):
     """Route every (re)build of the model's train function through ``build_train_function``.
 
-    ``build_train_function(model, K, lookahead_updates)`` mirrors its TF
-    version's ``_make_train_function`` and gets the optimizer's updates through
-    ``lookahead_updates(params, optimizer_updates)``.
+    ``build_train_function(model, K, training_updates)`` mirrors its TF
+    version's ``_make_train_function``, with the pieces all versions share from
+    here: ``feed_inputs``, ``training_updates()`` (the optimizer's updates and the
+    Lookahead sync) and ``set_train_function``.
     """
     K = engine_backend(model)
     variables = create_variables(model, K, k, alpha)
 
-    def lookahead_updates(params, optimizer_updates):
-        return updates_with_lookahead(variables, params, optimizer_updates)
+    def training_updates():
+        return updates_with_lookahead(model, variables)
 
     with variables.fast[0].graph.as_default():
         start = variables.start_op()
     start_pending = [True]
 
     def make_train_function():
-        build_train_function(model, K, lookahead_updates)
+        build_train_function(model, K, training_updates)
         # Keras calls this at the start of every fit, fit_generator and
         # train_on_batch call, right before the steps. The slow weights are taken
         # here (slow <- fast while step == 0) in one session run, not by a check
@@ -109,11 +110,28 @@ def attach(model, k, alpha, build_train_function):
         detach=detach, state_written=state_written)
 
 
-def updates_with_lookahead(variables, params, optimizer_updates):
-    """The optimizer's updates (``optimizer_updates()`` creates them), followed by the sync."""
+def updates_with_lookahead(model, variables):
+    """The optimizer's updates of the compiled trainable weights, followed by the sync."""
+    params = model._collected_trainable_weights
     variables.check_covers(params)
-    updates = [_as_op(u) for u in optimizer_updates()]
+    updates = [_as_op(u) for u in model.optimizer.get_updates(params=params, loss=model.total_loss)]
     return updates + [variables.sync_op(after=updates)]
+
+
+def feed_inputs(model, K):
+    """The train function's inputs: features, targets, sample weights, learning phase."""
+    inputs = model._feed_inputs + model._feed_targets + model._feed_sample_weights
+    if not isinstance(K.symbolic_learning_phase(), int):
+        inputs += [K.symbolic_learning_phase()]
+    return inputs
+
+
+def set_train_function(model, K, inputs, metrics_tensors, updates):
+    """One K.function: loss and metrics out, every update (Lookahead's too) in one session run."""
+    with K.name_scope("training"):
+        model.train_function = K.function(
+            inputs, [model.total_loss] + metrics_tensors,
+            updates=updates, name="train_function", **model._function_kwargs)
 
 
 def _as_op(update):

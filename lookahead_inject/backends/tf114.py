@@ -22,26 +22,18 @@ def attach(model, k, alpha):
     return _graph.attach(model, k, alpha, _build_train_function)
 
 
-def _build_train_function(model, K, lookahead_updates):
+def _build_train_function(model, K, training_updates):
     # Mirrors tensorflow/python/keras/engine/training.py (1.14.0), L2199-2232.
     has_recompiled = model._recompile_weights_loss_and_weighted_metrics()
     metrics_tensors = [model._all_metrics_tensors[m] for m in model.metrics_names[1:]]
     model._check_trainable_weights_consistency()
     if getattr(model, "train_function", None) is not None and not has_recompiled:
         return
-    inputs = model._feed_inputs + model._feed_targets + model._feed_sample_weights
-    if not isinstance(K.symbolic_learning_phase(), int):
-        inputs += [K.symbolic_learning_phase()]
-
-    params = model._collected_trainable_weights
+    inputs = _graph.feed_inputs(model, K)
     with K.get_graph().as_default():
         with K.name_scope("training"):
-            updates = lookahead_updates(params, lambda: model.optimizer.get_updates(
-                params=params, loss=model.total_loss))
+            updates = training_updates()
+    # 1.14 collects the model's own updates outside the graph scope.
     updates += model.get_updates_for(None)
     updates += model.get_updates_for(model.inputs)
-
-    with K.name_scope("training"):
-        model.train_function = K.function(
-            inputs, [model.total_loss] + metrics_tensors,
-            updates=updates, name="train_function", **model._function_kwargs)
+    _graph.set_train_function(model, K, inputs, metrics_tensors, updates)

@@ -24,33 +24,25 @@ def attach(model, k, alpha):
     return _graph.attach(model, k, alpha, build_train_function)
 
 
-def build_train_function(model, K, lookahead_updates):
+def build_train_function(model, K, training_updates):
     # Mirrors tensorflow_core/python/keras/engine/training.py (1.15.5), L2091-2136;
     # the v1 engine of TF 2.0-2.15 and tf-keras 2.16+ (training_v1.py) is the same.
     has_recompiled = model._recompile_weights_loss_and_weighted_metrics()
     model._check_trainable_weights_consistency()
     if getattr(model, "train_function", None) is not None and not has_recompiled:
         return
+    # 1.15 builds with the trainable flags as they were at compile time.
     current_trainable_state = model._get_trainable_state()
     model._set_trainable_state(model._compiled_trainable_state)
     try:
-        inputs = model._feed_inputs + model._feed_targets + model._feed_sample_weights
-        if not isinstance(K.symbolic_learning_phase(), int):
-            inputs += [K.symbolic_learning_phase()]
-
-        params = model._collected_trainable_weights
+        inputs = _graph.feed_inputs(model, K)
         with K.get_graph().as_default():
             with K.name_scope("training"):
-                updates = lookahead_updates(params, lambda: model.optimizer.get_updates(
-                    params=params, loss=model.total_loss))
+                updates = training_updates()
                 updates += model.get_updates_for(None)
                 updates += model.get_updates_for(model.inputs)
             metrics = model._get_training_eval_metrics()
             metrics_tensors = [m._call_result for m in metrics if hasattr(m, "_call_result")]
-
-        with K.name_scope("training"):
-            model.train_function = K.function(
-                inputs, [model.total_loss] + metrics_tensors,
-                updates=updates, name="train_function", **model._function_kwargs)
+        _graph.set_train_function(model, K, inputs, metrics_tensors, updates)
     finally:
         model._set_trainable_state(current_trainable_state)
