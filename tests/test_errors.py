@@ -1,6 +1,5 @@
 """Bad input gets a clear error naming the problem and the fix, and the model is left as it was."""
 
-import numpy as np
 import pytest
 import tensorflow as tf
 from packaging.version import Version

@@ -3,7 +3,7 @@
 Each of them rebuilds ``model.train_function`` the way its TF version's
 ``Model._make_train_function`` does (the blog's approach), with the Lookahead
 ops appended to the same ``K.function``: one session run per step, no Python
-counter, no extra session calls. The per-version builder is the only thing a
+counter, no extra session call per step. The per-version builder is the only thing a
 graph backend module holds; this module installs it so that every later rebuild
 by Keras (``compile()`` resets ``train_function`` to None in every version; the
 sample-weight mode change rebuilds it too) goes through it again.
@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from ..errors import ModelNotReadyError
 from ._attachment import Attachment
-from ._sync import LookaheadVariables
+from ._sync import LookaheadVariables, slow_name
 
 
 def engine_backend(model):
@@ -48,7 +48,7 @@ def create_variables(model, K, k, alpha):
     fast = list(model.trainable_weights)
     with fast[0].graph.as_default():
         slow = [K.variable(np.zeros(_shape(w), dtype=w.dtype.base_dtype.as_numpy_dtype),
-                           dtype=w.dtype.base_dtype, name="lookahead_slow/" + _short(w))
+                           dtype=w.dtype.base_dtype, name=slow_name(w))
                 for w in fast]
         step = K.variable(0, dtype="int64", name="lookahead_step")
     return LookaheadVariables(fast, slow, step, k, alpha)
@@ -146,9 +146,6 @@ def _as_op(update):
 def _shape(weight):
     return tuple(weight.shape.as_list())
 
-
-def _short(weight):
-    return weight.name.split(":")[0].replace("/", "_")
 
 
 def check(model):

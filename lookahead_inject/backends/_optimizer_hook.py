@@ -13,11 +13,12 @@ is not a Lookahead step.
 
 import contextlib
 
+import numpy as np
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
 from ._attachment import Attachment
-from ._sync import LookaheadVariables
+from ._sync import LookaheadVariables, slow_name
 
 
 def create_variables(fast, k, alpha, strategy, handed_to_optimizer=None):
@@ -36,7 +37,7 @@ def create_variables(fast, k, alpha, strategy, handed_to_optimizer=None):
             device = tf.device(weight.device) if not distributed else contextlib.nullcontext()
             with device:
                 slow.append(tf.Variable(tf.zeros(weight.shape, weight.dtype), trainable=False,
-                                        name="lookahead_slow_" + _short(weight)))
+                                        name=slow_name(weight)))
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="lookahead_step",
                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     return LookaheadVariables(fast, slow, step, k, alpha, handed_to_optimizer)
@@ -94,7 +95,7 @@ class OptimizerHook(object):
             self.hooked = None
 
 
-def attach(model, variables, method, innermost, trained_variables, retrace, read, write):
+def attach(model, variables, method, innermost, trained_variables, retrace):
     """Hook the optimizer, follow it through later ``compile()`` calls, retrace."""
     hook = OptimizerHook(model, variables, method, innermost, trained_variables, retrace)
     hook.hook()
@@ -119,8 +120,14 @@ def attach(model, variables, method, innermost, trained_variables, retrace, read
         del model.compile
         retrace(model)
 
-    return Attachment(model, variables, read=read, write=write, detach=detach)
+    return Attachment(model, variables, read=_read, write=_write, detach=detach)
 
 
-def _short(weight):
-    return weight.name.split(":")[0].replace("/", "_")
+
+def _read(variables):
+    return [np.array(v.numpy()) for v in variables]
+
+
+def _write(variables, values):
+    for variable, value in zip(variables, values):
+        variable.assign(value)

@@ -76,6 +76,11 @@ class LookaheadVariables(object):
         return _grouped(assigns)
 
 
+def slow_name(weight):
+    """A variable name for the slow copy of ``weight`` ("dense/kernel:0" -> "dense_kernel")."""
+    return "lookahead_slow_" + weight.name.split(":")[0].replace("/", "_")
+
+
 def _once_for_all_replicas(fn):
     """Run ``fn`` once, in cross-replica context when under a tf.distribute strategy.
 

@@ -7,7 +7,6 @@ carries the Lookahead sync (see ``_optimizer_hook``). The sync works on the
 ``tf.Variable`` behind each Keras variable.
 """
 
-import numpy as np
 
 from . import _optimizer_hook
 from ..errors import ModelNotReadyError
@@ -45,10 +44,7 @@ def attach(model, k, alpha):
     fast = [v.value for v in keras_variables]
     variables = _optimizer_hook.create_variables(
         fast, k, alpha, model.distribute_strategy, handed_to_optimizer=keras_variables)
-    return _optimizer_hook.attach(
-        model, variables, METHOD, innermost, _trained_variables, _retrace,
-        read=lambda vs: [np.array(v.numpy()) for v in vs],
-        write=lambda vs, values: [v.assign(value) for v, value in zip(vs, values)])
+    return _optimizer_hook.attach(model, variables, METHOD, innermost, _trained_variables, _retrace)
 
 
 def _trained_variables(args, kwargs):

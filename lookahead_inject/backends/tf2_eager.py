@@ -7,8 +7,6 @@ the training_v2 loop and never call ``model.train_function``; TF 2.2+ trace
 ``_optimizer_hook``), with ``run_eagerly`` True or False.
 """
 
-import numpy as np
-import tensorflow as tf
 
 from . import _optimizer_hook
 
@@ -42,10 +40,7 @@ def check(model):
 def attach(model, k, alpha):
     fast = list(model.trainable_weights)
     variables = _optimizer_hook.create_variables(fast, k, alpha, _strategy(model))
-    return _optimizer_hook.attach(
-        model, variables, METHOD, innermost, _trained_variables, _retrace,
-        read=lambda vs: [np.array(v.numpy()) for v in vs],
-        write=lambda vs, values: [v.assign(value) for v, value in zip(vs, values)])
+    return _optimizer_hook.attach(model, variables, METHOD, innermost, _trained_variables, _retrace)
 
 
 def _trained_variables(args, kwargs):
