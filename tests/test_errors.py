@@ -1,5 +1,8 @@
 """Bad input gets a clear error naming the problem and the fix, and the model is left as it was."""
 
+import subprocess
+import sys
+
 import pytest
 import tensorflow as tf
 from packaging.version import Version
@@ -114,3 +117,32 @@ def test_model_without_trainable_weights():
     model.compile(optimizer=harness.optimizer("sgd"), loss="mse")
     with pytest.raises(ModelNotReadyError, match="no trainable weights"):
         inject(model)
+
+
+@pytest.mark.parametrize("keras_backend", ["jax", "torch"])
+def test_keras3_on_another_backend_is_refused_with_the_fix(monkeypatch, keras_backend):
+    model = harness.mlp("sgd", harness.start_weights())
+    other = env.Environment(Version("2.21.0"), env.KERAS_3_OTHER_BACKEND.format(keras_backend),
+                            "3.15.1", env.EAGER, keras_backend)
+    monkeypatch.setattr(lookahead_inject.lookahead, "detect_environment", lambda: other)
+    with pytest.raises(UnsupportedEnvironmentError, match="KERAS_BACKEND=tensorflow"):
+        inject(model)
+
+
+def test_keras3_graph_mode_is_refused_with_the_fix(monkeypatch):
+    model = harness.mlp("sgd", harness.start_weights())
+    graph = env.Environment(Version("2.21.0"), env.KERAS_3, "3.15.1", env.GRAPH, "tensorflow")
+    monkeypatch.setattr(lookahead_inject.lookahead, "detect_environment", lambda: graph)
+    with pytest.raises(UnsupportedEnvironmentError, match="no graph mode.*TF_USE_LEGACY_KERAS=1"):
+        inject(model)
+
+
+def test_info_without_tensorflow_explains_the_fix():
+    # A Python where `import tensorflow` fails, as on a fresh machine.
+    code = ("import sys; sys.modules['tensorflow'] = None; "
+            "from lookahead_inject.__main__ import main; sys.exit(main(['info']))")
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)
+    assert out.returncode == 1
+    assert "TensorFlow is not installed" in out.stdout and "pip install tensorflow" in out.stdout
+    assert "Python" in out.stdout and "supported:" in out.stdout
