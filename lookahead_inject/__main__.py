@@ -8,7 +8,7 @@ from .errors import LookaheadError
 
 def info(args, echo=print):
     from . import detect
-    from .dispatch import choose_backend, supported_summary, why
+    from .dispatch import supported_summary, why
     from .environment import detect_environment
     try:
         environment = detect_environment()
@@ -20,8 +20,7 @@ def info(args, echo=print):
     echo("tensorflow     {}".format(found["tensorflow"]))
     echo("keras          {} {}".format(found["keras"], found["keras_version"] or ""))
     echo("mode           {}".format(found["mode"]))
-    echo("backend        {}  ({})".format(found["backend"],
-                                          why(environment, choose_backend(environment))))
+    echo("backend        {}  ({})".format(found["backend"], why(environment, found["backend"])))
     echo("tf.distribute  {}".format(found["distribute"]))
     echo("state rides in {}".format("; ".join(found["checkpoints"])))
     echo("               and la.save(path) / la.load(path) everywhere")

@@ -69,7 +69,7 @@ def _import_tensorflow():
     return tf
 
 
-def _keras_flavour(tf, tf_version):
+def _keras_flavour(tf):
     """Which Keras ``tf.keras`` is, read from where its Model class lives."""
     model_module = tf.keras.Model.__module__
     if model_module.startswith("tensorflow"):
@@ -93,7 +93,7 @@ def detect_environment():
     """Inspect the running TensorFlow; raises a clear error when there is none."""
     tf = _import_tensorflow()
     tf_version = Version(tf.__version__)
-    keras, keras_version = _keras_flavour(tf, tf_version)
+    keras, keras_version = _keras_flavour(tf)
     mode = EAGER if tf.executing_eagerly() else GRAPH
     keras_backend = _keras3_backend() if keras == KERAS_3 else None
     if keras_backend not in (None, "tensorflow"):
