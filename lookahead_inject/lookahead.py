@@ -1,11 +1,14 @@
-"""The public handle: ``Lookahead`` and ``inject``."""
+"""The public handle: ``Lookahead`` and ``inject``.
+
+No numpy here (nor in any module ``import lookahead_inject`` loads): the package
+declares only ``packaging``, so ``import lookahead_inject`` and ``info`` must work
+on a Python without TensorFlow and its numpy, to say how to install them.
+"""
 
 import contextlib
 import math
 import numbers
 import weakref
-
-import numpy as np
 
 from . import dispatch, state
 from .environment import detect_environment
@@ -144,11 +147,10 @@ class Lookahead(object):
     def set_state(self, lookahead_state):
         """Restore what ``get_state`` returned; refuses a state of another model, k or alpha."""
         attachment = self._bound()
-        state.check_compatible(lookahead_state, self.k, self.alpha, self._weight_specs())
+        slow, step = state.checked_values(lookahead_state, self.k, self.alpha,
+                                          self._weight_specs())
         variables = attachment.variables
-        attachment.write(variables.slow + [variables.step],
-                         [np.asarray(w) for w in lookahead_state["slow_weights"]]
-                         + [np.int64(lookahead_state["step"])])
+        attachment.write(variables.slow + [variables.step], slow + [step])
         attachment.state_written()
 
     def save(self, path):
@@ -161,7 +163,7 @@ class Lookahead(object):
         self.set_state(state.load(path))
 
     def _weight_specs(self):
-        return [(w.name, tuple(w.shape.as_list()), np.dtype(_numpy_dtype(w)))
+        return [(w.name, tuple(w.shape.as_list()), _numpy_dtype(w))
                 for w in self._bound().variables.fast]
 
     # -- the slow weights in use ---------------------------------------------
@@ -195,7 +197,7 @@ class Lookahead(object):
         variables = attachment.variables
         fast = attachment.read(variables.fast)
         slow = attachment.read(variables.slow)
-        new = [s + np.asarray(self.alpha, s.dtype) * (f - s) for f, s in zip(fast, slow)]
+        new = [s + s.dtype.type(self.alpha) * (f - s) for f, s in zip(fast, slow)]
         attachment.write(variables.slow, new)
         attachment.write(variables.fast, new)
 

@@ -6,11 +6,12 @@ exactly the path given (numpy's own ``savez`` would append ``.npz`` to a path
 without it, and ``load`` of the same path would then miss it), holding the slow
 weights and a JSON header with step, k, alpha and each weight's name, shape and
 dtype.
+
+numpy is imported by each function, not by the module: ``import lookahead_inject``
+must not need it (see lookahead.py); every caller here has a model, so TF's numpy.
 """
 
 import json
-
-import numpy as np
 
 from .errors import InvalidArgumentError
 
@@ -18,6 +19,7 @@ FORMAT = "lookahead_inject.state/1"
 
 
 def make(step, slow_weights, k, alpha):
+    import numpy as np
     return {"step": int(step), "slow_weights": [np.array(w) for w in slow_weights],
             "k": int(k), "alpha": float(alpha)}
 
@@ -27,6 +29,7 @@ def check_compatible(state, k, alpha, like):
 
     ``like`` is a list of (name, shape, dtype) of the model's trainable weights.
     """
+    import numpy as np
     missing = {"step", "slow_weights", "k", "alpha"} - set(state)
     if missing:
         raise InvalidArgumentError(
@@ -54,8 +57,16 @@ def check_compatible(state, k, alpha, like):
             "This Lookahead state does not fit the model: " + "; ".join(problems) + ".")
 
 
+def checked_values(state, k, alpha, like):
+    """``state``'s slow weights as arrays and its step as int64, after ``check_compatible``."""
+    import numpy as np
+    check_compatible(state, k, alpha, like)
+    return [np.asarray(w) for w in state["slow_weights"]], np.int64(state["step"])
+
+
 def save(path, state, like):
     """Write ``state`` to exactly ``path``; ``like`` as in ``check_compatible``."""
+    import numpy as np
     header = {"format": FORMAT, "step": state["step"], "k": state["k"], "alpha": state["alpha"],
               "weights": [{"name": name, "shape": list(shape), "dtype": str(np.dtype(dtype))}
                           for name, shape, dtype in like]}
@@ -66,6 +77,7 @@ def save(path, state, like):
 
 def load(path):
     """Read what ``save`` wrote to ``path``."""
+    import numpy as np
     try:
         with np.load(path, allow_pickle=False) as archive:
             header = json.loads(str(archive["header"]))

@@ -138,8 +138,8 @@ def test_keras3_graph_mode_is_refused_with_the_fix(monkeypatch):
 
 
 def test_info_without_tensorflow_explains_the_fix():
-    # A Python where `import tensorflow` fails, as on a fresh machine.
-    code = ("import sys; sys.modules['tensorflow'] = None; "
+    # A Python with only what setup.py installs: no TensorFlow, so no numpy either.
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['numpy'] = None; "
             "from lookahead_inject.__main__ import main; sys.exit(main(['info']))")
     out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)
