@@ -5,6 +5,7 @@ import doctest
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -103,9 +104,36 @@ def test_readme_install_and_tox_lines_name_real_things():
     assert checked >= 5
 
 
-@pytest.mark.skipif(not (harness.ENVIRONMENT.tf_version.release[:2] == (2, 15) and not harness.GRAPH),
-                    reason="README's own commands run once, in the TF 2.15 env's eager pass "
-                           "(it has the demo extra installed)")
+once_in_tf215_eager = pytest.mark.skipif(
+    not (harness.ENVIRONMENT.tf_version.release[:2] == (2, 15) and not harness.GRAPH),
+    reason="README's own commands run once, in the TF 2.15 env's eager pass "
+           "(it has the demo extra installed)")
+
+
+@once_in_tf215_eager
+def test_readme_pip_install_lines_resolve(tmp_path):
+    # As written, from a copy of the clone, with pip's resolver against the package index;
+    # --dry-run so the test env keeps its pins.
+    for name in ("setup.py", "README.md", "lookahead_inject", ".ci"):
+        copy = shutil.copytree if os.path.isdir(os.path.join(ROOT, name)) else shutil.copy
+        copy(os.path.join(ROOT, name), str(tmp_path / name))
+    resolved = 0
+    for command in shell_lines():
+        words = shlex.split(command)
+        at = 2 if words[:2] == ["pip", "install"] else 4 if words[1:4] == ["-m", "pip", "install"] \
+            else None
+        if at is None:
+            continue
+        out = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run",
+                              "--disable-pip-version-check"] + words[at:],
+                             cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             universal_newlines=True, timeout=600)
+        assert out.returncode == 0 and "Would install" in out.stdout, command + "\n" + out.stdout[-2000:]
+        resolved += 1
+    assert resolved >= 4
+
+
+@once_in_tf215_eager
 def test_readme_lookahead_inject_commands_run_as_written(tmp_path):
     ran = 0
     for command in shell_lines():
