@@ -1,8 +1,9 @@
 """Per-step overhead of Lookahead variants against plain training, in one process.
 
-    python benchmarks/overhead.py [--mode graph|eager] [--repeats 7] [--out FILE]
+    python benchmarks/overhead.py [--mode graph|eager] [--rounds 3] [--repeats 3] [--out FILE]
 
-Variants, interleaved repeat by repeat (so drift hits all alike), k=5, alpha=0.5:
+Variants, each built afresh in every round, each fit timed between two plain fits
+(so instance luck and the machine's drift hit all alike), k=5, alpha=0.5:
   plain     the compiled model as it is
   inject    lookahead_inject.inject(model)
   blog      the blog's wrapper as written (a Python function around the train function,
@@ -11,9 +12,11 @@ Variants, interleaved repeat by repeat (so drift hits all alike), k=5, alpha=0.5
   tfa       tensorflow_addons.optimizers.Lookahead around the optimizer, where it installs
   plain, 2nd instance   a control: another plain model (instance-to-instance noise)
 Models: "mlp" 784-1024-512-10 (1.3 M parameters, batch 128) and "tiny" 4-8-1 (batch 16).
-Reported: median ms per step over the repeats and the ratio to plain; the time of inject()
-itself and of the first step (graph / trace build); and the floor, the sync alone (one
-lerp + copy over all trainable weights) per step (/ k) as a fraction of the plain step.
+Reported: the plain model's median ms per step; each variant's ratio to plain, the median
+over rounds x repeats of its time over the mean of its two neighbouring plain fits; the
+median time of inject() itself and of the first step (graph / trace build); and the floor,
+the sync alone (one lerp + copy over all trainable weights) per step (/ k) as a fraction
+of the plain step.
 Never run as a test: timings are only meaningful as ratios within one run.
 """
 
@@ -37,7 +40,9 @@ def parse():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("graph", "eager"), default=None,
                         help="graph: disable eager execution first (TF 2); default: TF's own")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="fresh model instances per variant, one set per round")
+    parser.add_argument("--repeats", type=int, default=3, help="timed fits per instance")
     parser.add_argument("--models", default="mlp,tiny")
     parser.add_argument("--out", default=None,
                         help="write this run's section into that markdown file (replacing the "
@@ -169,9 +174,8 @@ def variants():
             return model, [], time.perf_counter() - start
         out["blog"] = blog
     out["callback"] = lambda sizes: (build(sizes), [CallbackLookahead()])
-    # A control: a second plain model, identical but for its instance. On this machine
-    # identical MLP instances were seen to run at ~15 or ~26 ms/step (TF 2.15 eager, with or
-    # without oneDNN), so this row shows how far any ratio of the table can be trusted.
+    # A control: a second plain model, timed like the variants; its ratio (ideally 1.00)
+    # shows how far any ratio of the table can be trusted on this machine.
     out["plain, 2nd instance"] = lambda sizes: (build(sizes), [])
     if not GRAPH and tfa_optimizer() is not None:
         out["tfa"] = lambda sizes: (build(sizes, tfa_optimizer()), [])
@@ -208,34 +212,72 @@ def floor_seconds(model, repeats=20):
     return statistics.median(times)
 
 
-def measure(name, sizes, batch, steps):
-    rng = np.random.RandomState(0)
-    x = rng.rand(steps * batch, sizes[0]).astype("float32")
-    y = rng.rand(steps * batch, sizes[-1]).astype("float32")
-    built = {}
-    setup, first = {}, {}
-    for variant, make in variants().items():
-        made = make(sizes)
+def build_all(sizes, batch, x, y, order):
+    """Fresh instances of every variant, built and given their first step in ``order``."""
+    built, setup, first = {}, {}, {}
+    makers = variants()
+    for variant in order:
+        made = makers[variant](sizes)
         model, callbacks = made[0], made[1]
         setup[variant] = made[2] if len(made) > 2 else None
         start = time.perf_counter()
         model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0, callbacks=callbacks)
         first[variant] = time.perf_counter() - start
         built[variant] = (model, callbacks)
-    samples = {variant: [] for variant in built}
-    names = list(built)
-    for repeat in range(ARGS.repeats):
-        # Rotate the order: on this machine whichever model runs second in a pair
-        # was measured up to 4 % faster, identical models included.
-        for variant in names[repeat % len(names):] + names[:repeat % len(names)]:
-            model, callbacks = built[variant]
-            start = time.perf_counter()
-            model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False,
-                      callbacks=callbacks)
-            samples[variant].append((time.perf_counter() - start) / steps)
-    median = {variant: statistics.median(s) for variant, s in samples.items()}
+    return built, setup, first
+
+
+def rotated(names, by):
+    by %= len(names)
+    return names[by:] + names[:by]
+
+
+def measure(name, sizes, batch, steps):
+    rng = np.random.RandomState(0)
+    x = rng.rand(steps * batch, sizes[0]).astype("float32")
+    y = rng.rand(steps * batch, sizes[-1]).astype("float32")
+    names = list(variants())
+    others = names[1:]
+    plain_times, ratios = [], {variant: [] for variant in others}
+    setups, firsts = {variant: [] for variant in names}, {variant: [] for variant in names}
+
+    def timed(variant):
+        model, callbacks = built[variant]
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=callbacks)
+        return (time.perf_counter() - start) / steps
+
+    for round_ in range(ARGS.rounds):
+        # A new graph / session each round: TF 1.15's plain tiny step went from 0.9 to 1.5 ms
+        # with the earlier rounds' models left in the graph.
+        tf.keras.backend.clear_session()
+        # Fresh instances each round, built in a rotated order, so no variant keeps the
+        # luck (or bad luck) of one instance or of one build position.
+        built, setup, first = build_all(sizes, batch, x, y, rotated(names, round_))
+        for variant in names:
+            setups[variant].append(setup[variant])
+            firsts[variant].append(first[variant])
+        for repeat in range(ARGS.repeats):
+            # Each variant's ratio is to the plain fits just before and after it: this VM
+            # flips between a fast and a slow state every few seconds (the same plain MLP
+            # instance at 16 or 26 ms/step, the tiny one at 0.9 or 1.35 ms) and now and then
+            # stalls a whole fit by ~1.3 s, whatever runs; so only neighbours in time
+            # compare, and the median drops the stalls. The rotation moves who runs next to whom.
+            before = timed("plain")
+            plain_times.append(before)
+            for variant in rotated(others, round_ + repeat):
+                own = timed(variant)
+                after = timed("plain")
+                plain_times.append(after)
+                ratios[variant].append(own / ((before + after) / 2))
+                before = after
+    ratio = {"plain": 1.0}
+    ratio.update({variant: statistics.median(r) for variant, r in ratios.items()})
+    setup = {variant: None if None in s else statistics.median(s) for variant, s in setups.items()}
+    first = {variant: statistics.median(s) for variant, s in firsts.items()}
+    plain = statistics.median(plain_times)
     floor = floor_seconds(built["plain"][0]) / K_STEPS
-    return median, setup, first, floor, memory(built["inject"][0])
+    return plain, ratio, setup, first, floor, memory(built["inject"][0])
 
 
 def memory(model):
@@ -270,8 +312,8 @@ def main():
     found = lookahead_inject.detect()
     title = "TF {tensorflow} ({keras} {keras_version}), {mode} mode, backend {backend}".format(**found)
     lines = ["### " + title, "",
-             "{} · {} · Python {} · {} repeats (fit over {} steps) · k={} · `python benchmarks/overhead.py{}`".format(
-                 datetime.date.today(), machine(), platform.python_version(), ARGS.repeats,
+             "{} · {} · Python {} · {} rounds of fresh instances x {} repeats (fit over {} steps) · k={} · `python benchmarks/overhead.py{}`".format(
+                 datetime.date.today(), machine(), platform.python_version(), ARGS.rounds, ARGS.repeats,
                  " / ".join("{} {}".format(m, MODELS[m][2]) for m in ARGS.models.split(",")),
                  K_STEPS, " --mode " + ARGS.mode if ARGS.mode else ""),
              "",
@@ -280,14 +322,13 @@ def main():
     notes = []
     for model_name in ARGS.models.split(","):
         sizes, batch, steps = MODELS[model_name]
-        median, setup, first, floor, (trainable, extra) = measure(model_name, sizes, batch, steps)
+        plain, ratio, setup, first, floor, (trainable, extra) = measure(model_name, sizes, batch, steps)
         notes.append("{}: inject adds {:,} bytes of variables for {:,} bytes of trainable "
                      "weights ({:.4f}x: one slow copy + the 8-byte step)".format(
                          model_name, extra, trainable, extra / trainable))
-        plain = median["plain"]
-        for variant in median:
+        for variant in ratio:
             lines.append("| {} | {:.3f} | {} | {:.2f} | {} | {:.2f} | {} |".format(
-                model_name, plain * 1e3, variant, median[variant] / plain,
+                model_name, plain * 1e3, variant, ratio[variant],
                 "{:.3f}".format(setup[variant]) if setup.get(variant) is not None else "–",
                 first[variant], "{:.3f}".format(floor / plain) if variant == "plain" else ""))
     text = "\n".join(lines + [""] + ["- " + note for note in notes]) + "\n"
