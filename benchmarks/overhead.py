@@ -163,8 +163,8 @@ def variants():
     def injected(sizes):
         model = build(sizes)
         start = time.perf_counter()
-        lookahead_inject.inject(model, k=K_STEPS, alpha=ALPHA)
-        return model, [], time.perf_counter() - start
+        lookahead = lookahead_inject.inject(model, k=K_STEPS, alpha=ALPHA)
+        return model, [], time.perf_counter() - start, lookahead
     out["inject"] = injected
     if GRAPH:
         def blog(sizes):
@@ -223,7 +223,7 @@ def build_all(sizes, batch, x, y, order):
         start = time.perf_counter()
         model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0, callbacks=callbacks)
         first[variant] = time.perf_counter() - start
-        built[variant] = (model, callbacks)
+        built[variant] = (model, callbacks, made[3] if len(made) > 3 else None)
     return built, setup, first
 
 
@@ -242,7 +242,7 @@ def measure(name, sizes, batch, steps):
     setups, firsts = {variant: [] for variant in names}, {variant: [] for variant in names}
 
     def timed(variant):
-        model, callbacks = built[variant]
+        model, callbacks = built[variant][:2]
         start = time.perf_counter()
         model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=callbacks)
         return (time.perf_counter() - start) / steps
@@ -277,13 +277,13 @@ def measure(name, sizes, batch, steps):
     first = {variant: statistics.median(s) for variant, s in firsts.items()}
     plain = statistics.median(plain_times)
     floor = floor_seconds(built["plain"][0]) / K_STEPS
-    return plain, ratio, setup, first, floor, memory(built["inject"][0])
+    return plain, ratio, setup, first, floor, memory(built["inject"][0], built["inject"][2])
 
 
-def memory(model):
+def memory(model, lookahead):
     """Bytes of the model's trainable weights, and of the variables inject added."""
     trainable = sum(w.nbytes for w in get_values(model.trainable_weights))
-    state = lookahead_inject.lookahead._INJECTED[model].get_state()
+    state = lookahead.get_state()
     extra = sum(w.nbytes for w in state["slow_weights"]) + 8          # + the int64 step
     return trainable, extra
 

@@ -14,7 +14,9 @@ from . import dispatch, state
 from .environment import detect_environment
 from .errors import InvalidArgumentError, ModelNotReadyError
 
-# model -> its Lookahead, so a second inject on the same model is refused.
+# model -> (k, alpha) of its Lookahead, so a second inject on the same model is refused.
+# Never the handle itself: it holds the model, and a value that references its weak key
+# keeps that key alive, so every injected model would live until the process ends.
 _INJECTED = weakref.WeakKeyDictionary()
 
 
@@ -107,13 +109,13 @@ class Lookahead(object):
             raise ModelNotReadyError(
                 "This model already trains with Lookahead (k={}, alpha={}). Use the "
                 "handle inject() returned, or call its remove() before injecting "
-                "again.".format(_INJECTED[model].k, _INJECTED[model].alpha))
+                "again.".format(*_INJECTED[model]))
         name = dispatch.choose_backend(detect_environment(), backend)
         module = dispatch.load_backend(name)
         module.check(model)
         self._attachment = module.attach(model, self.k, self.alpha)
         self.model, self.backend = model, name
-        _INJECTED[model] = self
+        _INJECTED[model] = (self.k, self.alpha)
         return self
 
     def remove(self):

@@ -1,9 +1,11 @@
 """State that survives: get/set/save/load, exact resume in a fresh process, recompile,
 the slow weights in use, interrupted training."""
 
+import gc
 import os
 import subprocess
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -135,6 +137,20 @@ def test_compile_after_inject_keeps_lookahead(new_optimizer):
                   loss="mse")
     weights += harness.train(model, "fit", x, y, epochs=2)
     harness.assert_trajectories_equal(weights, expected("sgd", 2, 0.5, x, y, steps=9))
+
+
+def test_a_trained_injected_model_is_freed_like_a_plain_one():
+    # Dropping the handle as well must free the model: nothing of lookahead_inject may
+    # keep it (and its weights, slow copy included) alive until the process ends.
+    def freed(with_lookahead):
+        model, la = trained() if with_lookahead else (harness.mlp("sgd"), None)
+        model.fit(*harness.data(), batch_size=harness.BATCH, verbose=0)
+        gone = weakref.ref(model)
+        del model, la
+        gc.collect()
+        return gone() is None
+    assert freed(with_lookahead=False)
+    assert freed(with_lookahead=True)
 
 
 def test_slow_weights_block_swaps_in_and_restores_even_on_error():
