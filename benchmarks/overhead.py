@@ -232,7 +232,7 @@ def rotated(names, by):
     return names[by:] + names[:by]
 
 
-def measure(name, sizes, batch, steps):
+def measure(sizes, batch, steps):
     rng = np.random.RandomState(0)
     x = rng.rand(steps * batch, sizes[0]).astype("float32")
     y = rng.rand(steps * batch, sizes[-1]).astype("float32")
@@ -322,7 +322,7 @@ def main():
     notes = []
     for model_name in ARGS.models.split(","):
         sizes, batch, steps = MODELS[model_name]
-        plain, ratio, setup, first, floor, (trainable, extra) = measure(model_name, sizes, batch, steps)
+        plain, ratio, setup, first, floor, (trainable, extra) = measure(sizes, batch, steps)
         notes.append("{}: inject adds {:,} bytes of variables for {:,} bytes of trainable "
                      "weights ({:.4f}x: one slow copy + the 8-byte step)".format(
                          model_name, extra, trainable, extra / trainable))

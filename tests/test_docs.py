@@ -77,6 +77,15 @@ def shell_lines():
                 yield command
 
 
+def pip_install_arguments(words):
+    """What follows ``pip install`` / ``python -m pip install`` in a command, or None."""
+    if words[:2] == ["pip", "install"]:
+        return words[2:]
+    if words[1:4] == ["-m", "pip", "install"]:
+        return words[4:]
+    return None
+
+
 def test_readme_install_and_tox_lines_name_real_things():
     setup = open(os.path.join(ROOT, "setup.py")).read()
     tox = configparser.ConfigParser()
@@ -85,7 +94,7 @@ def test_readme_install_and_tox_lines_name_real_things():
     checked = 0
     for command in shell_lines():
         words = shlex.split(command)
-        if words[:2] == ["pip", "install"] or words[1:4] == ["-m", "pip", "install"]:
+        if pip_install_arguments(words) is not None:
             for word in words:
                 extra = re.match(r"\.\[(\w+)\]$", word)
                 if extra:
@@ -119,13 +128,11 @@ def test_readme_pip_install_lines_resolve(tmp_path):
         copy(os.path.join(ROOT, name), str(tmp_path / name))
     resolved = 0
     for command in shell_lines():
-        words = shlex.split(command)
-        at = 2 if words[:2] == ["pip", "install"] else 4 if words[1:4] == ["-m", "pip", "install"] \
-            else None
-        if at is None:
+        arguments = pip_install_arguments(shlex.split(command))
+        if arguments is None:
             continue
         out = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run",
-                              "--disable-pip-version-check"] + words[at:],
+                              "--disable-pip-version-check"] + arguments,
                              cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              universal_newlines=True, timeout=600)
         assert out.returncode == 0 and "Would install" in out.stdout, command + "\n" + out.stdout[-2000:]

@@ -147,7 +147,6 @@ def _shape(weight):
     return tuple(weight.shape.as_list())
 
 
-
 def check(model):
     """Refuse models the graph builders cannot rebuild, before anything is changed."""
     # The v1 engine distributes through its own training_distributed loop, which

@@ -123,7 +123,6 @@ def attach(model, variables, method, innermost, trained_variables, retrace):
     return Attachment(model, variables, read=_read, write=_write, detach=detach)
 
 
-
 def _read(variables):
     return [np.array(v.numpy()) for v in variables]
 

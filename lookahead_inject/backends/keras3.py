@@ -7,7 +7,6 @@ carries the Lookahead sync (see ``_optimizer_hook``). The sync works on the
 ``tf.Variable`` behind each Keras variable.
 """
 
-
 from . import _optimizer_hook
 from ..errors import ModelNotReadyError
 

@@ -7,7 +7,6 @@ the training_v2 loop and never call ``model.train_function``; TF 2.2+ trace
 ``_optimizer_hook``), with ``run_eagerly`` True or False.
 """
 
-
 from . import _optimizer_hook
 
 #: Lookahead under a tf.distribute strategy: the sync runs in cross-replica context.
