@@ -9,6 +9,11 @@ was.
 class LookaheadError(Exception):
     """Base class of every error this library raises on purpose."""
 
+    #: Raised while Keras traces a training step, an error passes through AutoGraph
+    #: (TF 1.15 - 2.x) as it is, instead of being rebuilt with AutoGraph's own text
+    #: first or replaced by its StagingError, so ``except LookaheadError`` catches it.
+    ag_pass_through = True
+
 
 class InvalidArgumentError(LookaheadError, ValueError):
     """An argument to ``inject`` / ``Lookahead`` is out of range or of the wrong type."""

@@ -39,7 +39,8 @@ def _checked_alpha(alpha):
 
 
 def _check_compiled(model):
-    if not (hasattr(model, "compile") and hasattr(model, "trainable_weights")):
+    # On the class: an unbuilt Keras 2.4+ Sequential raises from trainable_weights.
+    if not (hasattr(model, "compile") and hasattr(type(model), "trainable_weights")):
         raise ModelNotReadyError(
             "inject() takes a compiled tf.keras Model; got {}.".format(type(model).__name__))
     optimizer = getattr(model, "optimizer", None)
@@ -51,11 +52,12 @@ def _check_compiled(model):
         raise ModelNotReadyError(
             "The model was compiled with a list of {} optimizers; Lookahead needs "
             "one optimizer. Compile with a single optimizer.".format(len(optimizer)))
-    if not model.trainable_weights:
+    # A model without weights yet (a Sequential without an input shape, a
+    # subclassed model) is built by its first fit; its slow copies are made then.
+    if getattr(model, "built", True) and not model.trainable_weights:
         raise ModelNotReadyError(
             "The model has no trainable weights, so Lookahead has nothing to do. "
-            "Build the model (give it an input shape or call it on data) and make "
-            "at least one layer trainable before inject().")
+            "Make at least one layer trainable before inject().")
 
 
 class Lookahead(object):
@@ -135,24 +137,29 @@ class Lookahead(object):
     # -- state ---------------------------------------------------------------
 
     def get_state(self):
-        """``{"step", "slow_weights", "k", "alpha"}`` as plain Python / numpy values.
+        """``{"step", "slow_weights", "k", "alpha"}`` as plain Python / numpy values,
+        with a slow weight for each of ``model.trainable_weights``, in that order.
 
-        Before the first training step the slow weights are, by definition, the
-        fast weights as they are now.
+        A weight whose slow copy is not taken yet (before the first training
+        step, or trainable since the last ``compile``) has, by definition, its
+        fast value as slow weight.
         """
         attachment = self._bound()
         variables = attachment.variables
         step = self.step
-        slow = attachment.read(variables.slow if step else variables.fast)
-        return state.make(step, slow, self.k, self.alpha)
+        taken = set(id(w) for w in variables.trained) if step else ()
+        sources = [variables.slow_for(w) if id(w) in taken else w for w in self._weights()]
+        return state.make(step, attachment.read(sources), self.k, self.alpha)
 
     def set_state(self, lookahead_state):
         """Restore what ``get_state`` returned; refuses a state of another model, k or alpha."""
         attachment = self._bound()
         slow, step = state.checked_values(lookahead_state, self.k, self.alpha,
                                           self._weight_specs())
-        variables = attachment.variables
-        attachment.write(variables.slow + [variables.step], slow + [step])
+        variables, weights = attachment.variables, self._weights()
+        variables.mark_trained(weights)
+        attachment.write([variables.slow_for(w) for w in weights] + [variables.step],
+                         slow + [step])
         attachment.state_written()
 
     def save(self, path):
@@ -164,9 +171,11 @@ class Lookahead(object):
         self._bound()
         self.set_state(state.load(path))
 
+    def _weights(self):
+        return self._bound().trainable_weights()
+
     def _weight_specs(self):
-        return [(w.name, tuple(w.shape.as_list()), _numpy_dtype(w))
-                for w in self._bound().variables.fast]
+        return [(_weight_name(w), _shape(w), _numpy_dtype(w)) for w in self._weights()]
 
     # -- the slow weights in use ---------------------------------------------
 
@@ -178,30 +187,25 @@ class Lookahead(object):
         Do not train inside the block.
         """
         attachment = self._bound()
-        fast = attachment.variables.fast
-        fast_values = attachment.read(fast)
-        attachment.write(fast, self.get_state()["slow_weights"])
+        weights = self._weights()
+        fast_values = attachment.read(weights)
+        attachment.write(weights, self.get_state()["slow_weights"])
         try:
             yield self.model
         finally:
-            attachment.write(fast, fast_values)
+            attachment.write(weights, fast_values)
 
     def sync(self):
-        """Run the Lookahead sync now: slow <- slow + alpha (fast - slow), fast <- slow.
+        """Run the Lookahead sync now: slow <- slow + alpha (fast - slow), fast <- slow,
+        for the weights training trains, by the same ops as the in-step sync.
 
         After it the model holds the Lookahead weights (what to save or export).
         The step count is unchanged, so the next in-step sync is still after the
         next multiple of k. Before the first step there is nothing to pull.
         """
         attachment = self._bound()
-        if not self.step:
-            return
-        variables = attachment.variables
-        fast = attachment.read(variables.fast)
-        slow = attachment.read(variables.slow)
-        new = [s + s.dtype.type(self.alpha) * (f - s) for f, s in zip(fast, slow)]
-        attachment.write(variables.slow, new)
-        attachment.write(variables.fast, new)
+        if self.step:
+            attachment.sync_now()
 
     def sync_callback(self, at="epoch"):
         """A Keras callback that calls ``sync()`` at the end of each epoch
@@ -232,6 +236,17 @@ class Lookahead(object):
     def __repr__(self):
         where = "model {!r} via {}".format(self.model.name, self.backend) if self.model else "not injected"
         return "Lookahead(k={}, alpha={}; {})".format(self.k, self.alpha, where)
+
+
+def _weight_name(variable):
+    # Keras 3 names a weight by its path ("dense/kernel"); its name is "kernel".
+    return getattr(variable, "path", None) or variable.name
+
+
+def _shape(variable):
+    # tf.TensorShape (Keras 2, TF 1) or a tuple (Keras 3).
+    shape = variable.shape
+    return tuple(shape.as_list() if hasattr(shape, "as_list") else shape)
 
 
 def _numpy_dtype(variable):

@@ -64,41 +64,62 @@ OPTIMIZERS = {
 
 
 class LookaheadSim(object):
-    """Algorithm 1: slow <- fast at the first step; after steps k, 2k, ...:
-    slow <- slow + alpha (fast - slow), fast <- slow. The inner optimizer keeps its state."""
+    """Algorithm 1 over the weights being trained: a weight takes its slow copy
+    (slow <- fast) at the first step that trains it after a step that did not;
+    after steps k, 2k, ... of the one step count: slow <- slow + alpha (fast - slow),
+    fast <- slow, for the trained weights only. The inner optimizer keeps its state."""
 
     def __init__(self, k, alpha):
-        self.k, self.alpha, self.step, self.slow = k, alpha, 0, None
+        self.k, self.alpha, self.step = k, alpha, 0
+        self.slow, self.trained = {}, ()
+
+    def before_fast_step(self, fast, trained):
+        for i in trained:
+            if i not in self.trained:
+                self.slow[i] = np.copy(fast[i])
+        self.trained = tuple(trained)
 
     def after_fast_step(self, fast):
         self.step += 1
         if self.step % self.k:
             return fast
-        self.slow = [s + self.alpha * (f - s) for s, f in zip(self.slow, fast)]
-        return [np.copy(s) for s in self.slow]
+        return self.force_sync(fast)
 
     def force_sync(self, fast):
-        """An extra sync outside the schedule (la.sync()); the step count stays."""
-        if self.slow is None:
-            return fast
-        self.slow = [s + self.alpha * (f - s) for s, f in zip(self.slow, fast)]
-        return [np.copy(s) for s in self.slow]
-
-    def before_fast_step(self, fast):
-        if self.slow is None:
-            self.slow = [np.copy(f) for f in fast]
+        """A sync of the trained weights, also outside the schedule (la.sync());
+        the step count stays."""
+        fast = list(fast)
+        for i in self.trained:
+            self.slow[i] = self.slow[i] + self.alpha * (fast[i] - self.slow[i])
+            fast[i] = np.copy(self.slow[i])
+        return fast
 
 
 def mlp_trajectory(params, batches, optimizer, k, alpha, force_sync_after=()):
     """Weights after each step of ``optimizer`` + Lookahead(k, alpha) on the MLP
     (with extra syncs after the steps in ``force_sync_after``)."""
+    return mlp_phases_trajectory(params, [(optimizer, range(len(params)), batches)], k, alpha,
+                                 force_sync_after)
+
+
+def mlp_phases_trajectory(params, phases, k, alpha, force_sync_after=()):
+    """Like ``mlp_trajectory`` over phases ``(optimizer, trained weight indices,
+    batches)``, as after freezing or unfreezing layers and compiling again: each
+    phase trains only its weights, with its own optimizer; one Lookahead throughout."""
     params = [np.asarray(p, np.float64) for p in params]
-    lookahead, out = LookaheadSim(k, alpha), []
-    for step, (x, y) in enumerate(batches, 1):
-        lookahead.before_fast_step(params)
-        params = optimizer.step(params, mlp_grads(params, x, y))
-        params = lookahead.after_fast_step(params)
-        if step in force_sync_after:
-            params = lookahead.force_sync(params)
-        out.append(params)
+    lookahead, out, step = LookaheadSim(k, alpha), [], 0
+    for optimizer, trained, batches in phases:
+        trained = list(trained)
+        for x, y in batches:
+            step += 1
+            lookahead.before_fast_step(params, trained)
+            grads = mlp_grads(params, x, y)
+            new = optimizer.step([params[i] for i in trained], [grads[i] for i in trained])
+            params = list(params)
+            for i, p in zip(trained, new):
+                params[i] = p
+            params = lookahead.after_fast_step(params)
+            if step in force_sync_after:
+                params = lookahead.force_sync(params)
+            out.append(params)
     return out

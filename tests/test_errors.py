@@ -146,3 +146,29 @@ def test_info_without_tensorflow_explains_the_fix():
     assert out.returncode == 1
     assert "TensorFlow is not installed" in out.stdout and "pip install tensorflow" in out.stdout
     assert "Python" in out.stdout and "supported:" in out.stdout
+
+
+# Where a failure can strike inside inject, on every backend: the first change
+# (slow copies), after the training hooks are in place (the handle), the last step.
+FAILURE_POINTS = [("_sync", "LookaheadVariables", "mark_trained"),
+                  ("_attachment", "Attachment", "__init__"),
+                  ("_attachment", "Checkpointed", "track")]
+
+
+@pytest.mark.parametrize("module,cls,method", FAILURE_POINTS)
+def test_a_failure_inside_inject_leaves_the_model_as_it_was(monkeypatch, module, cls, method):
+    import importlib
+    model = harness.mlp("sgd", harness.start_weights())
+    optimizer = model.optimizer
+    before = set(vars(model)), set(vars(optimizer)), model.compile
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("forced failure")
+    owner = getattr(importlib.import_module("lookahead_inject.backends." + module), cls)
+    monkeypatch.setattr(owner, method, fail)
+    with pytest.raises(RuntimeError, match="forced failure"):
+        inject(model, k=2, alpha=0.0)
+    monkeypatch.undo()
+    assert (set(vars(model)), set(vars(optimizer)), model.compile) == before
+    assert model.optimizer is optimizer
+    assert_still_plain(model)

@@ -7,73 +7,121 @@ Algorithm 1 of Zhang et al. 2019, "Lookahead Optimizer: k steps forward, 1 step 
         slow <- slow + alpha * (fast - slow)
         fast <- slow
 
+only for the weights the training step trains: a frozen weight is never written,
+and a weight that starts being trained (unfrozen and recompiled, or created by
+the first call of a model that had no weights at inject) takes its slow copy at
+the first step that trains it, while the others keep theirs and the step count.
+
 The ops here use only public TensorFlow API and work in a TF1 graph, in a
 ``tf.function`` and eagerly. Each backend decides where they go (inside the
-rebuilt graph train function, or inside the optimizer's apply step) and how the
-variables are created; nothing here knows which TF version runs.
+rebuilt graph train function, or inside the optimizer's apply step), how the
+variables are created and how values are read and written now; nothing here
+knows which TF version runs.
 """
 
 import tensorflow as tf
 
+from ..errors import ModelNotReadyError
+
 
 class LookaheadVariables(object):
-    """One model's Lookahead state: a slow copy of each fast weight and a step counter.
+    """One model's Lookahead state: a slow copy per trained weight and a step counter.
 
     ``step`` counts fast steps taken since inject (not ``optimizer.iterations``,
-    which a resumed run or a shared optimizer would shift). Slow weights are
-    filled from the fast ones when ``step == 0``, at the first training step,
-    so weights loaded or set after ``inject`` are the start point.
+    which a resumed run or a shared optimizer would shift). ``store`` is the
+    backend's vocabulary: ``make_slow(weight)`` creates a zero variable like
+    ``weight``, ``tf_variable(weight)`` is the TF variable behind what the
+    optimizer is handed, ``read`` / ``write`` move values now (not in a step).
     """
 
-    def __init__(self, fast, slow, step, k, alpha, handed_to_optimizer=None):
-        self.fast = list(fast)
-        self.slow = list(slow)
-        self.step = step
-        self.k = k
-        self.alpha = alpha
-        # The objects the optimizer is given for the fast weights (Keras 3 hands it
-        # KerasVariables that wrap the tf.Variables in ``fast``).
-        self._known = set(id(v) for v in (handed_to_optimizer or self.fast))
+    def __init__(self, step, k, alpha, store):
+        self.step, self.k, self.alpha, self.store = step, k, alpha, store
+        self._slow = {}        # id(weight) -> (weight, its slow copy)
+        #: The weights the training step built last trains, in its order.
+        self.trained = []
 
-    def check_covers(self, params):
-        """Refuse to train ``params`` that have no slow copy (made trainable after inject)."""
-        known = self._known
-        missing = [p.name for p in params if id(p) not in known]
-        if missing:
-            from ..errors import ModelNotReadyError
+    @property
+    def slow(self):
+        """Every slow copy made so far (for checks across replicas)."""
+        return [slow for _, slow in self._slow.values()]
+
+    def slow_for(self, weight):
+        """The slow copy of ``weight``, created (zeros) the first time it is asked for."""
+        entry = self._slow.get(id(weight))
+        if entry is None:
+            entry = self._slow[id(weight)] = (weight, self.store.make_slow(weight))
+        return entry[1]
+
+    def prepare(self, weights):
+        """Called where a training step of ``weights`` is built, right before it first runs.
+
+        A weight that was not in the last built step takes its slow copy now
+        (``slow <- fast``): it is first trained by the step about to run.
+        """
+        weights = list(weights)
+        if not weights:
             raise ModelNotReadyError(
-                "The model's trainable weights changed since inject (new: {}). "
-                "Call la.remove() and inject again after changing which layers "
-                "are trainable.".format(", ".join(missing)))
+                "The model has no trainable weights once built, so Lookahead has nothing "
+                "to do. Make at least one layer trainable and compile again, or call "
+                "la.remove() to train without Lookahead.")
+        known = set(id(w) for w in self.trained)
+        self.take_slow([w for w in weights if id(w) not in known])
+        self.trained = weights
 
-    def start_op(self):
-        """Before the first fast step: ``slow <- fast`` if no step was taken yet."""
+    def take_slow(self, weights):
+        """``slow <- fast`` for ``weights``, now."""
+        if weights:
+            self.store.write([self.slow_for(w) for w in weights], self.store.read(weights))
+
+    def mark_trained(self, weights):
+        """``weights`` hold valid slow copies (set from outside): do not take them again."""
+        for weight in weights:
+            self.slow_for(weight)
+        self.trained = list(weights)
+
+    def pairs(self, weights):
+        """(fast TF variable, slow copy) for each of ``weights``."""
+        return [(self.store.tf_variable(w), self.slow_for(w)) for w in weights]
+
+    def start_op(self, weights):
+        """Before a fast step: ``slow <- fast`` if no step was taken yet (state reset to 0)."""
+        pairs = self.pairs(weights)
+
         def start():
-            return _grouped([s.assign(f) for f, s in zip(self.fast, self.slow)])
-        return _once_for_all_replicas(lambda: _if(tf.equal(self.step.read_value(), 0), start))
+            return _grouped([s.assign(f) for f, s in pairs])
+        return once_for_all_replicas(lambda: _if(tf.equal(self.step.read_value(), 0), start))
 
-    def sync_op(self, after=()):
-        """After a fast step: count it, and on every k-th step pull fast and slow together.
+    def sync_op(self, weights, after=()):
+        """After a fast step of ``weights``: count it, and on every k-th step pull
+        fast and slow together.
 
         ``after`` are the ops of the fast step (graph mode); inside a
         ``tf.function`` or eagerly, program order already sequences the ops.
         """
+        pairs = self.pairs(weights)
+
         def count_and_sync():
             step = _updated(self.step.assign_add(1), self.step)
             # The phase in the cycle is the branch index: 0 syncs, any other does nothing.
             phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
-            return tf.switch_case(phase, [self._pull_together], default=_nothing)
+            return tf.switch_case(phase, [lambda: pull_together(pairs, self.alpha)],
+                                  default=_nothing)
         with tf.control_dependencies(list(after)):
-            return _once_for_all_replicas(count_and_sync)
+            return once_for_all_replicas(count_and_sync)
 
-    def _pull_together(self):
-        assigns = []
-        for fast, slow in zip(self.fast, self.slow):
-            alpha = tf.cast(self.alpha, tf.as_dtype(slow.dtype).base_dtype)
-            # In place: slow += alpha (fast - slow) is one temporary and one update of
-            # slow; the value it returns (read after the add) is copied into fast.
-            assigns.append(fast.assign(_updated(slow.assign_add(alpha * (fast - slow)), slow)))
-        return _grouped(assigns)
+
+def pull_together(pairs, alpha):
+    """slow <- slow + alpha (fast - slow); fast <- slow, for each (fast, slow) pair.
+
+    The in-step sync and ``Lookahead.sync()`` both run this.
+    """
+    assigns = []
+    for fast, slow in pairs:
+        alpha_ = tf.cast(alpha, tf.as_dtype(slow.dtype).base_dtype)
+        # In place: slow += alpha (fast - slow) is one temporary and one update of
+        # slow; the value it returns (read after the add) is copied into fast.
+        assigns.append(fast.assign(_updated(slow.assign_add(alpha_ * (fast - slow)), slow)))
+    return _grouped(assigns)
 
 
 def slow_name(weight):
@@ -81,7 +129,7 @@ def slow_name(weight):
     return "lookahead_slow_" + weight.name.split(":")[0].replace("/", "_")
 
 
-def _once_for_all_replicas(fn):
+def once_for_all_replicas(fn):
     """Run ``fn`` once, in cross-replica context when under a tf.distribute strategy.
 
     The optimizer hook runs in each replica's context. There, a cond whose branch
@@ -93,6 +141,7 @@ def _once_for_all_replicas(fn):
     if _has_strategy() and not tf.distribute.in_cross_replica_context():
         return tf.distribute.get_replica_context().merge_call(lambda strategy: fn())
     return fn()
+
 
 
 def _has_strategy():

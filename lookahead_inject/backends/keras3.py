@@ -37,13 +37,15 @@ def check(model):
 
 
 def attach(model, k, alpha):
-    keras_variables = list(model.trainable_variables)
-    # KerasVariable.value is the backing tf.Variable outside an autocast scope,
-    # which is where inject runs; the sync's tf ops need tf.Variables.
-    fast = [v.value for v in keras_variables]
-    variables = _optimizer_hook.create_variables(
-        fast, k, alpha, model.distribute_strategy, handed_to_optimizer=keras_variables)
-    return _optimizer_hook.attach(model, variables, METHOD, innermost, _trained_variables, _retrace)
+    return _optimizer_hook.attach(model, model.distribute_strategy, _backing_tf_variable, k, alpha,
+                                  METHOD, innermost, _trained_variables, _retrace)
+
+
+def _backing_tf_variable(keras_variable):
+    # KerasVariable.value is the backing tf.Variable outside an autocast scope
+    # (the optimizer's apply runs outside the layers' calls); the sync's tf ops
+    # need tf.Variables.
+    return keras_variable.value
 
 
 def _trained_variables(args, kwargs):

@@ -37,9 +37,13 @@ def check(model):
 
 
 def attach(model, k, alpha):
-    fast = list(model.trainable_weights)
-    variables = _optimizer_hook.create_variables(fast, k, alpha, _strategy(model))
-    return _optimizer_hook.attach(model, variables, METHOD, innermost, _trained_variables, _retrace)
+    return _optimizer_hook.attach(model, _strategy(model), _same, k, alpha, METHOD, innermost,
+                                  _trained_variables, _retrace)
+
+
+def _same(weight):
+    # Keras 2 hands the optimizer the tf.Variables themselves.
+    return weight
 
 
 def _trained_variables(args, kwargs):
