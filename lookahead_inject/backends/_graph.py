@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
+from . import _estimator
 from ._attachment import Attachment
 from ._sync import LookaheadVariables, slow_name
 
@@ -94,11 +95,13 @@ def attach(model, k, alpha, build_train_function):
     model._make_train_function = make_train_function
     model.load_weights = load_weights
     model.train_function = None
+    unguard_estimator = _estimator.guard(model)
 
     def detach():
         del model._make_train_function
         del model.load_weights
         model.train_function = None
+        unguard_estimator()
 
     def state_written():
         start_pending[0] = True

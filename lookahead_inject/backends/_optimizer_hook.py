@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
+from . import _estimator
 from ._attachment import Attachment
 from ._sync import LookaheadVariables, slow_name
 
@@ -114,11 +115,13 @@ def attach(model, variables, method, innermost, trained_variables, retrace):
     compile_keeping_lookahead.__doc__ = original_compile.__doc__
     model.compile = compile_keeping_lookahead
     retrace(model)
+    unguard_estimator = _estimator.guard(model)
 
     def detach():
         hook.unhook()
         del model.compile
         retrace(model)
+        unguard_estimator()
 
     return Attachment(model, variables, read=_read, write=_write, detach=detach)
 
