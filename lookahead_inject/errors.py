@@ -25,3 +25,7 @@ class ModelNotReadyError(LookaheadError, RuntimeError):
 
 class UnsupportedEnvironmentError(LookaheadError, RuntimeError):
     """The running TensorFlow / Keras / execution mode has no backend."""
+
+
+class EstimatorNotSupportedError(ModelNotReadyError):
+    """``model_to_estimator`` was given a model that trains with Lookahead."""

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
+from . import _estimator
 from ._attachment import Attachment, Checkpointed, all_or_nothing, trainable_weights
 from ._sync import LookaheadVariables, slow_name
 
@@ -137,6 +138,7 @@ def attach(model, k, alpha, build_train_function):
         undo.set_attribute(model, "_make_train_function", make_train_function)
         undo.set_attribute(model, "load_weights", load_weights)
         model.train_function = None
+        undo.add(_estimator.guard(model))
         attachment = Attachment(
             model, variables, read=store.read, write=store.write, run=store.run,
             detach=detach, state_written=state_written)

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
+from . import _estimator
 from ._attachment import Attachment, Checkpointed, all_or_nothing, trainable_weights
 from ._sync import LookaheadVariables, once_for_all_replicas, slow_name
 
@@ -157,6 +158,7 @@ def attach(model, strategy, tf_variable, k, alpha, method, innermost, trained_va
         undo.set_attribute(model, "compile", compile_keeping_lookahead)
         undo.add(lambda: retrace(model))
         retrace(model)
+        undo.add(_estimator.guard(model))
         attachment = Attachment(model, variables, read=store.read, write=store.write,
                                 run=store.run, detach=undo.run)
         # Last: a tracked checkpoint dependency cannot be taken back, only emptied.
