@@ -7,11 +7,11 @@
 Importing this package does not import TensorFlow; ``inject`` and ``detect`` do.
 """
 
-from .errors import (InvalidArgumentError, LookaheadError, ModelNotReadyError,
+from .errors import (InvalidArgumentError, LookaheadError, ModelNotReadyError, StateFileError,
                      UnsupportedEnvironmentError)
 from .lookahead import Lookahead, detect, inject
 
 __version__ = "0.1.0"
 
 __all__ = ["inject", "Lookahead", "detect", "LookaheadError", "InvalidArgumentError",
-           "ModelNotReadyError", "UnsupportedEnvironmentError", "__version__"]
+           "ModelNotReadyError", "StateFileError", "UnsupportedEnvironmentError", "__version__"]
