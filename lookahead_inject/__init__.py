@@ -7,11 +7,12 @@
 Importing this package does not import TensorFlow; ``inject`` and ``detect`` do.
 """
 
-from .errors import (InvalidArgumentError, LookaheadError, ModelNotReadyError, StateFileError,
-                     UnsupportedEnvironmentError)
+from .errors import (EstimatorNotSupportedError, InvalidArgumentError, LookaheadError,
+                     ModelNotReadyError, StateFileError, UnsupportedEnvironmentError)
 from .lookahead import Lookahead, detect, inject
 
 __version__ = "0.1.0"
 
 __all__ = ["inject", "Lookahead", "detect", "LookaheadError", "InvalidArgumentError",
-           "ModelNotReadyError", "StateFileError", "UnsupportedEnvironmentError", "__version__"]
+           "ModelNotReadyError", "StateFileError", "UnsupportedEnvironmentError",
+           "EstimatorNotSupportedError", "__version__"]
