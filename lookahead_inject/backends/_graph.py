@@ -151,7 +151,8 @@ def attach(model, k, alpha, build_train_function):
 def updates_with_lookahead(model, variables):
     """The optimizer's updates of the compiled trainable weights, followed by the sync."""
     params = model._collected_trainable_weights
-    variables.prepare(params)
+    # Built right before the first step it runs: weights joining take their slow copies now.
+    variables.take_slow(variables.prepare(params))
     updates = [_as_op(u) for u in model.optimizer.get_updates(params=params, loss=model.total_loss)]
     return updates + [variables.sync_op(params, after=updates)]
 

@@ -46,6 +46,11 @@ class Store(object):
         self.on_new_slow(weight, slow)
         return slow
 
+    def make_flag(self):
+        with tf.init_scope(), _scope(self.strategy):
+            return tf.Variable(True, trainable=False, name="lookahead_joining",
+                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
     @staticmethod
     def read(variables):
         with tf.init_scope():
@@ -107,9 +112,12 @@ class OptimizerHook(object):
             args, kwargs, trained = trained_variables(args, kwargs)
             if trained is None:     # Keras 3 apply(grads): the variables it was built on
                 trained = variables.trained or trainable_weights(self.model)
-            # Python, once per trace (every step when run eagerly): weights this
-            # step trains for the first time take their slow copies now.
-            once_for_all_replicas(lambda: variables.prepare(trained))
+            # Python, once per trace (every step when run eagerly). Every replica
+            # sees the same joining weights: none has changed `trained` before the
+            # merge_call that prepares them once.
+            # Weights this step trains for the first time take their slow copies
+            # at its first run.
+            variables.join_op(trained)
             variables.start_op(trained)
             result = original(*args, **kwargs)
             # Inside a tf.function automatic control dependencies run stateful ops in

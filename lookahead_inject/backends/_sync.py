@@ -39,6 +39,7 @@ class LookaheadVariables(object):
         self._slow = {}        # id(weight) -> (weight, its slow copy)
         #: The weights the training step built last trains, in its order.
         self.trained = []
+        self._join = None      # (ids of a step's weights, (fast, slow) pairs joining, flag)
 
     @property
     def slow(self):
@@ -53,10 +54,10 @@ class LookaheadVariables(object):
         return entry[1]
 
     def prepare(self, weights):
-        """Called where a training step of ``weights`` is built, right before it first runs.
-
-        A weight that was not in the last built step takes its slow copy now
-        (``slow <- fast``): it is first trained by the step about to run.
+        """Called where a training step of ``weights`` is built, before it first runs;
+        returns the weights that join (not in the last built step, so first trained
+        by this one), once: their slow copies are made here, to be filled now
+        (``take_slow``) by the caller.
         """
         weights = list(weights)
         if not weights:
@@ -65,8 +66,11 @@ class LookaheadVariables(object):
                 "to do. Make at least one layer trainable and compile again, or call "
                 "la.remove() to train without Lookahead.")
         known = set(id(w) for w in self.trained)
-        self.take_slow([w for w in weights if id(w) not in known])
+        joining = [w for w in weights if id(w) not in known]
+        for weight in joining:
+            self.slow_for(weight)
         self.trained = weights
+        return joining
 
     def take_slow(self, weights):
         """``slow <- fast`` for ``weights``, now."""
@@ -77,7 +81,7 @@ class LookaheadVariables(object):
         """``weights`` hold valid slow copies (set from outside): do not take them again."""
         for weight in weights:
             self.slow_for(weight)
-        self.trained = list(weights)
+        self.trained, self._join = list(weights), None
 
     def pairs(self, weights):
         """(fast TF variable, slow copy) for each of ``weights``."""
@@ -90,6 +94,29 @@ class LookaheadVariables(object):
         def start():
             return _grouped([s.assign(f) for f, s in pairs])
         return once_for_all_replicas(lambda: _if(tf.equal(self.step.read_value(), 0), start))
+
+    def join_op(self, weights):
+        """In a traced (or eager) step of ``weights``: ``slow <- fast`` for the weights
+        that join, at the step's first run only (a one-time flag).
+
+        In the step, not at trace time: a weight the traced step creates itself
+        (Keras 3 building a model in its first step) has no value before it runs.
+        Every trace of one step gets the same join: ``tf.function`` traces a step
+        that creates variables (optimizer slots, the flag) twice and runs the second.
+        """
+        def join():
+            key = tuple(id(w) for w in weights)
+            if self._join is None or self._join[0] != key:
+                joining = self.prepare(weights)
+                self._join = (key, self.pairs(joining), self.store.make_flag() if joining else None)
+            _, pairs, pending = self._join
+            if pending is None:
+                return _nothing()
+
+            def take():
+                return _grouped([s.assign(f) for f, s in pairs] + [pending.assign(False)])
+            return _if(pending.read_value(), take)
+        return once_for_all_replicas(join)
 
     def sync_op(self, weights, after=()):
         """After a fast step of ``weights``: count it, and on every k-th step pull
