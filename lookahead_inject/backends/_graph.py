@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from ..errors import ModelNotReadyError
 from ._attachment import Attachment
+from ._loss_scale import sync_inside_applied_step
 from ._sync import LookaheadVariables, slow_name
 
 
@@ -111,10 +112,17 @@ def attach(model, k, alpha, build_train_function):
 
 
 def updates_with_lookahead(model, variables):
-    """The optimizer's updates of the compiled trainable weights, followed by the sync."""
+    """The optimizer's updates of the compiled trainable weights, followed by the sync.
+
+    Under a loss-scale optimizer the sync is built inside its applied step, so a
+    step it skips for non-finite gradients is not a Lookahead step.
+    """
     params = model._collected_trainable_weights
     variables.check_covers(params)
-    updates = [_as_op(u) for u in model.optimizer.get_updates(params=params, loss=model.total_loss)]
+    with sync_inside_applied_step(model.optimizer, variables.sync_op) as synced:
+        updates = [_as_op(u) for u in model.optimizer.get_updates(params=params, loss=model.total_loss)]
+    if synced:
+        return updates
     return updates + [variables.sync_op(after=updates)]
 
 

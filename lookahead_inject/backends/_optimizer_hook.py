@@ -60,12 +60,17 @@ class OptimizerHook(object):
     ``innermost(optimizer)`` finds the optimizer that runs it (the inner one of a
     loss-scale optimizer); ``trained_variables(args, kwargs)`` picks the
     variables out of its arguments; ``retrace(model)`` makes Keras build its
-    train function again so the hook is traced in.
+    train function again so the hook is traced in. ``update_count(optimizer)``,
+    if given, is None or a function returning the optimizer's count of weight
+    updates: a call that leaves it unchanged (accumulating gradients) is not a
+    Lookahead step.
     """
 
-    def __init__(self, model, variables, method, innermost, trained_variables, retrace):
+    def __init__(self, model, variables, method, innermost, trained_variables, retrace,
+                 update_count=None):
         self.model, self.variables, self.method = model, variables, method
         self.innermost, self.trained_variables, self.retrace = innermost, trained_variables, retrace
+        self.update_count = update_count or (lambda optimizer: None)
         self.hooked = None
 
     def hook(self):
@@ -73,17 +78,20 @@ class OptimizerHook(object):
         target = self.innermost(self.model.optimizer)
         original = getattr(target, self.method)
         variables, trained_variables = self.variables, self.trained_variables
+        update_count = self.update_count(target)
 
         def apply_with_lookahead(*args, **kwargs):
             args, kwargs, trained = trained_variables(args, kwargs)
             if trained is not None:
                 variables.check_covers(trained)
             variables.start_op()
+            before = update_count() if update_count else None
             result = original(*args, **kwargs)
             # Inside a tf.function automatic control dependencies run stateful ops in
             # program order; Keras 3 returns a KerasVariable here, which cannot be a
             # control input (TypeError), so none is passed.
-            variables.sync_op()
+            variables.sync_op(applied=None if before is None else
+                              tf.not_equal(update_count(), before))
             return result
 
         setattr(target, self.method, apply_with_lookahead)
@@ -95,9 +103,10 @@ class OptimizerHook(object):
             self.hooked = None
 
 
-def attach(model, variables, method, innermost, trained_variables, retrace):
+def attach(model, variables, method, innermost, trained_variables, retrace, update_count=None):
     """Hook the optimizer, follow it through later ``compile()`` calls, retrace."""
-    hook = OptimizerHook(model, variables, method, innermost, trained_variables, retrace)
+    hook = OptimizerHook(model, variables, method, innermost, trained_variables, retrace,
+                         update_count)
     hook.hook()
     original_compile = model.compile
 

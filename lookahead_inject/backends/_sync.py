@@ -52,19 +52,27 @@ class LookaheadVariables(object):
             return _grouped([s.assign(f) for f, s in zip(self.fast, self.slow)])
         return _once_for_all_replicas(lambda: _if(tf.equal(self.step.read_value(), 0), start))
 
-    def sync_op(self, after=()):
+    def sync_op(self, after=(), applied=None):
         """After a fast step: count it, and on every k-th step pull fast and slow together.
 
         ``after`` are the ops of the fast step (graph mode); inside a
         ``tf.function`` or eagerly, program order already sequences the ops.
+        ``applied`` (a bool tensor) says whether the call updated the weights at
+        all; an optimizer that accumulates gradients updates them only on some
+        calls, and only those are Lookahead steps.
         """
         def count_and_sync():
             step = _updated(self.step.assign_add(1), self.step)
             # The phase in the cycle is the branch index: 0 syncs, any other does nothing.
             phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
             return tf.switch_case(phase, [self._pull_together], default=_nothing)
+
+        def count_and_sync_if_applied():
+            # Decided in cross-replica context like the sync itself: a cond whose
+            # branch calls merge_call is not allowed in a replica context.
+            return count_and_sync() if applied is None else _if(applied, count_and_sync)
         with tf.control_dependencies(list(after)):
-            return _once_for_all_replicas(count_and_sync)
+            return _once_for_all_replicas(count_and_sync_if_applied)
 
     def _pull_together(self):
         assigns = []
