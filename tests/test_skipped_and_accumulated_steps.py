@@ -24,12 +24,17 @@ def accumulating(opt):
 @pytest.mark.skipif(not harness.KERAS_3,
                     reason="gradient_accumulation_steps is a Keras 3 optimizer argument; the "
                            "Keras 2 optimizers (TF 1.14 - 2.15, tf-keras) cannot accumulate")
-@pytest.mark.parametrize("arrival", ["compile_before_inject", "compile_after_inject"])
+@pytest.mark.parametrize("arrival", ["compile_before_inject", "compile_after_inject",
+                                     "inside_a_loss_scale_optimizer"])
 @pytest.mark.parametrize("opt", sorted(reference.OPTIMIZERS))
 def test_k_counts_weight_updates_not_accumulated_batches(opt, arrival, execution):
     x, y = harness.data()
     if arrival == "compile_before_inject":
         model = harness.mlp(accumulating(opt), harness.start_weights(), execution)
+        la = inject(model, k=K, alpha=ALPHA)
+    elif arrival == "inside_a_loss_scale_optimizer":
+        optimizer = tf.keras.mixed_precision.LossScaleOptimizer(accumulating(opt))
+        model = harness.mlp(optimizer, harness.start_weights(), execution)
         la = inject(model, k=K, alpha=ALPHA)
     else:
         model = harness.mlp(opt, harness.start_weights(), execution)
@@ -94,8 +99,6 @@ def loss_scaled_optimizer(request):
         disable()
 
 
-@pytest.mark.skipif(not harness.GRAPH and harness.ENVIRONMENT.tf_version.release < (2, 4),
-                    reason="TF 2.0 - 2.3 eager: loss scaling not covered (experimental API)")
 def test_loss_scale_skipped_step_is_not_a_lookahead_step(loss_scaled_optimizer):
     model = tf.keras.Sequential([layers.Dense(8, activation="tanh", input_shape=(harness.N_IN,)),
                                  layers.Dense(1, dtype="float32")])
