@@ -123,3 +123,20 @@ def mlp_phases_trajectory(params, phases, k, alpha, force_sync_after=()):
                 params = lookahead.force_sync(params)
             out.append(params)
     return out
+
+
+def mlp_accumulating_trajectory(params, batches, optimizer, k, alpha, accumulate):
+    """Weights after each batch when ``optimizer`` steps once every ``accumulate`` batches,
+    on the mean of their gradients (Keras 3 ``gradient_accumulation_steps``), and
+    Lookahead(k, alpha) counts those steps, not the batches."""
+    params = [np.asarray(p, np.float64) for p in params]
+    lookahead, out, pending = LookaheadSim(k, alpha), [], []
+    for x, y in batches:
+        lookahead.before_fast_step(params)
+        pending.append(mlp_grads(params, x, y))
+        if len(pending) == accumulate:
+            mean = [np.mean(grads, axis=0) for grads in zip(*pending)]
+            params = lookahead.after_fast_step(optimizer.step(params, mean))
+            pending = []
+        out.append(params)
+    return out

@@ -92,34 +92,6 @@ def test_validation_evaluate_predict_and_progress_bar(capsys):
     np.testing.assert_allclose(model.predict(x, verbose=0), twin.predict(x, verbose=0), atol=1e-6)
 
 
-@pytest.fixture
-def mixed_float16():
-    tf.keras.mixed_precision.set_global_policy("mixed_float16")
-    yield
-    tf.keras.mixed_precision.set_global_policy("float32")
-
-
-@pytest.mark.skipif(harness.GRAPH or harness.ENVIRONMENT.tf_version.release < (2, 4),
-                    reason="mixed precision (set_global_policy) needs TF >= 2.4 in eager mode; "
-                           "TF 1.x-2.3 had only the experimental API")
-def test_mixed_precision_skipped_step_is_not_a_lookahead_step(mixed_float16):
-    model = tf.keras.Sequential([layers.Dense(8, activation="tanh", input_shape=(harness.N_IN,)),
-                                 layers.Dense(1, dtype="float32")])
-    model.compile(optimizer=harness.optimizer("sgd"), loss="mse")
-    la = inject(model, k=2, alpha=0.0)
-    start = model.get_weights()
-    x, y = harness.data()
-    model.train_on_batch(x[:16], y[:16])                                  # step 1
-    after_one = model.get_weights()
-    model.train_on_batch(x[:16], np.full_like(y[:16], np.inf))            # inf loss: skipped
-    assert la.step == 1
-    harness.assert_trajectories_equal([model.get_weights()], [after_one], atol=0)
-    model.train_on_batch(x[16:32], y[16:32])                               # step 2: sync
-    assert la.step == 2
-    harness.assert_trajectories_equal([model.get_weights()], [start], atol=1e-7)
-    assert all(s.dtype == np.float32 for s in la.get_state()["slow_weights"])
-
-
 def test_slow_weights_have_their_fast_weights_dtype_and_shape():
     model = harness.mlp("sgd", harness.start_weights())
     la = inject(model)

@@ -17,6 +17,7 @@ import tensorflow as tf
 from ..errors import ModelNotReadyError
 from . import _estimator
 from ._attachment import Attachment, Checkpointed, all_or_nothing, trainable_weights
+from ._loss_scale import sync_inside_applied_step
 from ._sync import LookaheadVariables, slow_name
 
 
@@ -149,12 +150,22 @@ def attach(model, k, alpha, build_train_function):
 
 
 def updates_with_lookahead(model, variables):
-    """The optimizer's updates of the compiled trainable weights, followed by the sync."""
+    """The optimizer's updates of the compiled trainable weights, followed by the sync.
+
+    Under a loss-scale optimizer the sync is built inside its applied step, so a
+    step it skips for non-finite gradients is not a Lookahead step.
+    """
     params = model._collected_trainable_weights
     # Built right before the first step it runs: weights joining take their slow copies now.
     variables.take_slow(variables.prepare(params))
-    updates = [_as_op(u) for u in model.optimizer.get_updates(params=params, loss=model.total_loss)]
-    return updates + [variables.sync_op(params, after=updates)]
+
+    def sync_op(after):
+        return variables.sync_op(params, after=after)
+    with sync_inside_applied_step(model.optimizer, sync_op) as synced:
+        updates = [_as_op(u) for u in model.optimizer.get_updates(params=params, loss=model.total_loss)]
+    if synced:
+        return updates
+    return updates + [sync_op(updates)]
 
 
 def feed_inputs(model, K):

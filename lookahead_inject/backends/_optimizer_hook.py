@@ -94,12 +94,16 @@ class OptimizerHook(object):
     ``innermost(optimizer)`` finds the optimizer that runs it (the inner one of a
     loss-scale optimizer); ``trained_variables(args, kwargs)`` picks the
     variables out of its arguments; ``retrace(model)`` makes Keras build its
-    train function again so the hook is traced in.
+    train function again so the hook is traced in. ``update_count(optimizer)``
+    is None or a function returning the optimizer's count of weight updates: a
+    call that leaves it unchanged (accumulating gradients) is not a Lookahead step.
     """
 
-    def __init__(self, model, variables, method, innermost, trained_variables, retrace):
+    def __init__(self, model, variables, method, innermost, trained_variables, retrace,
+                 update_count):
         self.model, self.variables, self.method = model, variables, method
         self.innermost, self.trained_variables, self.retrace = innermost, trained_variables, retrace
+        self.update_count = update_count
         self.hooked = None
 
     def hook(self):
@@ -107,6 +111,8 @@ class OptimizerHook(object):
         target = self.innermost(self.model.optimizer)
         original = getattr(target, self.method)
         variables, trained_variables = self.variables, self.trained_variables
+        # Decided per optimizer: compile() may bring one that accumulates gradients.
+        update_count = self.update_count(target)
 
         def apply_with_lookahead(*args, **kwargs):
             args, kwargs, trained = trained_variables(args, kwargs)
@@ -119,11 +125,13 @@ class OptimizerHook(object):
             # at its first run.
             variables.join_op(trained)
             variables.start_op(trained)
+            before = update_count() if update_count else None
             result = original(*args, **kwargs)
             # Inside a tf.function automatic control dependencies run stateful ops in
             # program order; Keras 3 returns a KerasVariable here, which cannot be a
             # control input (TypeError), so none is passed.
-            variables.sync_op(trained)
+            variables.sync_op(trained, applied=None if before is None else
+                              tf.not_equal(update_count(), before))
             return result
 
         setattr(target, self.method, apply_with_lookahead)
@@ -135,7 +143,8 @@ class OptimizerHook(object):
             self.hooked = None
 
 
-def attach(model, strategy, tf_variable, k, alpha, method, innermost, trained_variables, retrace):
+def attach(model, strategy, tf_variable, k, alpha, method, innermost, trained_variables, retrace,
+           update_count=lambda optimizer: None):
     """Make the Lookahead variables, hook the optimizer, follow it through later
     ``compile()`` calls, retrace; all or nothing."""
     with all_or_nothing() as undo:
@@ -147,7 +156,8 @@ def attach(model, strategy, tf_variable, k, alpha, method, innermost, trained_va
         # checkpoint loaded before the first step restores them; they are filled
         # by the first step (step 0), not taken again when the step is restored.
         variables.mark_trained(trainable_weights(model))
-        hook = OptimizerHook(model, variables, method, innermost, trained_variables, retrace)
+        hook = OptimizerHook(model, variables, method, innermost, trained_variables, retrace,
+                             update_count)
         hook.hook()
         undo.add(hook.unhook)
         original_compile = model.compile

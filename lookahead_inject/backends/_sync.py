@@ -118,12 +118,15 @@ class LookaheadVariables(object):
             return _if(pending.read_value(), take)
         return once_for_all_replicas(join)
 
-    def sync_op(self, weights, after=()):
+    def sync_op(self, weights, after=(), applied=None):
         """After a fast step of ``weights``: count it, and on every k-th step pull
         fast and slow together.
 
         ``after`` are the ops of the fast step (graph mode); inside a
         ``tf.function`` or eagerly, program order already sequences the ops.
+        ``applied`` (a bool tensor) says whether the call updated the weights at
+        all; an optimizer that accumulates gradients updates them only on some
+        calls, and only those are Lookahead steps.
         """
         pairs = self.pairs(weights)
 
@@ -133,8 +136,13 @@ class LookaheadVariables(object):
             phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
             return tf.switch_case(phase, [lambda: pull_together(pairs, self.alpha)],
                                   default=_nothing)
+
+        def count_and_sync_if_applied():
+            # Decided in cross-replica context like the sync itself: a cond whose
+            # branch calls merge_call is not allowed in a replica context.
+            return count_and_sync() if applied is None else _if(applied, count_and_sync)
         with tf.control_dependencies(list(after)):
-            return once_for_all_replicas(count_and_sync)
+            return once_for_all_replicas(count_and_sync_if_applied)
 
 
 def pull_together(pairs, alpha):
