@@ -132,7 +132,7 @@ def mlp_accumulating_trajectory(params, batches, optimizer, k, alpha, accumulate
     params = [np.asarray(p, np.float64) for p in params]
     lookahead, out, pending = LookaheadSim(k, alpha), [], []
     for x, y in batches:
-        lookahead.before_fast_step(params)
+        lookahead.before_fast_step(params, range(len(params)))
         pending.append(mlp_grads(params, x, y))
         if len(pending) == accumulate:
             mean = [np.mean(grads, axis=0) for grads in zip(*pending)]

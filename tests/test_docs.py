@@ -1,5 +1,6 @@
 """The docs run: README's python blocks and the public docstrings' examples."""
 
+import ast
 import configparser
 import doctest
 import os
@@ -12,6 +13,7 @@ import sys
 import pytest
 
 import harness
+import lookahead_inject.errors
 import lookahead_inject.lookahead
 from lookahead_inject import dispatch
 
@@ -153,3 +155,65 @@ def test_readme_lookahead_inject_commands_run_as_written(tmp_path):
             ran += 1
     assert ran >= 3
     assert (tmp_path / "docs" / "demo.png").exists()
+
+
+def _package_sources():
+    package = os.path.join(ROOT, "lookahead_inject")
+    for folder, _, files in os.walk(package):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path) as handle:
+                    yield path, ast.parse(handle.read())
+
+
+def _message_text(node):
+    """The literal text of an error message: "..." or "...".format(...) or "a" + "b"."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        node = node.func.value
+    if isinstance(node, ast.BinOp):
+        return " ".join(filter(None, (_message_text(node.left), _message_text(node.right))))
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return ""
+
+
+def _normalized(text):
+    return " ".join(text.split())
+
+
+def refusal_section():
+    text = open(README).read()
+    return _normalized(text.split("## What is refused and why", 1)[1].split("\n## ", 1)[0])
+
+
+def test_refusal_list_names_every_refusal_the_code_raises():
+    import lookahead_inject.demo
+    section = refusal_section()
+    classes = [c for c in vars(lookahead_inject.errors).values()
+               if isinstance(c, type) and issubclass(c, lookahead_inject.LookaheadError)]
+    classes.append(lookahead_inject.demo.DemoDependencyError)
+    for cls in classes:
+        if cls is not lookahead_inject.LookaheadError:
+            assert "`{}`".format(cls.__name__) in section, cls.__name__
+    names = set(c.__name__ for c in classes)
+    sites = 0
+    for path, tree in _package_sources():
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+                    and getattr(node.exc.func, "id", None) in names and node.exc.args):
+                # The longest literal stretch of the message, as a reader sees it.
+                pieces = re.split(r"\{[^}]*\}", _message_text(node.exc.args[0]))
+                fragment = _normalized(max(pieces, key=len)).lstrip(").:;, ")[:30]
+                sites += 1
+                assert fragment in section, "{}:{} {!r}".format(path, node.lineno, fragment)
+    assert sites >= 20
+
+
+def test_refusal_list_quotes_only_messages_the_code_has():
+    literals = [_normalized(_message_text(node)) for _, tree in _package_sources()
+                for node in ast.walk(tree) if isinstance(node, (ast.Constant, ast.BinOp))]
+    quotes = re.findall(r'"([^"]+)"', refusal_section())
+    assert len(quotes) >= 20
+    for quote in quotes:
+        assert any(quote in literal for literal in literals), quote
