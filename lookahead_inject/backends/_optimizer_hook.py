@@ -27,8 +27,8 @@ class Store(object):
     moved eagerly, also from inside a traced step (``tf.init_scope``).
 
     A slow copy has its weight's dtype and sits on its weight's device (a
-    strategy places its own copies). It starts at zero: ``prepare`` or the
-    in-step start fills it from the fast weight at the first step that trains it.
+    strategy places its own copies). It starts at zero: the in-step start (step 0)
+    or join fills it from the fast weight at the first step that trains it.
     """
 
     def __init__(self, strategy, tf_variable, on_new_slow):
@@ -118,11 +118,8 @@ class OptimizerHook(object):
             args, kwargs, trained = trained_variables(args, kwargs)
             if trained is None:     # Keras 3 apply(grads): the variables it was built on
                 trained = variables.trained or trainable_weights(self.model)
-            # Python, once per trace (every step when run eagerly). Every replica
-            # sees the same joining weights: none has changed `trained` before the
-            # merge_call that prepares them once.
-            # Weights this step trains for the first time take their slow copies
-            # at its first run.
+            # Runs once per trace (every step when run eagerly): weights this step
+            # trains for the first time take their slow copies at its first run.
             variables.join_op(trained)
             variables.start_op(trained)
             before = update_count() if update_count else None
