@@ -175,6 +175,8 @@ def _message_text(node):
         return " ".join(filter(None, (_message_text(node.left), _message_text(node.right))))
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
+    if type(node).__name__ == "Str":        # Python 3.7: string literals are ast.Str
+        return node.s
     return ""
 
 
@@ -205,6 +207,7 @@ def test_refusal_list_names_every_refusal_the_code_raises():
                 # The longest literal stretch of the message, as a reader sees it.
                 pieces = re.split(r"\{[^}]*\}", _message_text(node.exc.args[0]))
                 fragment = _normalized(max(pieces, key=len)).lstrip(").:;, ")[:30]
+                assert len(fragment) >= 20, "{}:{} {!r}".format(path, node.lineno, fragment)
                 sites += 1
                 assert fragment in section, "{}:{} {!r}".format(path, node.lineno, fragment)
     assert sites >= 20
@@ -212,7 +215,8 @@ def test_refusal_list_names_every_refusal_the_code_raises():
 
 def test_refusal_list_quotes_only_messages_the_code_has():
     literals = [_normalized(_message_text(node)) for _, tree in _package_sources()
-                for node in ast.walk(tree) if isinstance(node, (ast.Constant, ast.BinOp))]
+                for node in ast.walk(tree)
+                if isinstance(node, (ast.Constant, ast.BinOp)) or type(node).__name__ == "Str"]
     quotes = re.findall(r'"([^"]+)"', refusal_section())
     assert len(quotes) >= 20
     for quote in quotes:

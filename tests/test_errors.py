@@ -160,7 +160,12 @@ def test_a_failure_inside_inject_leaves_the_model_as_it_was(monkeypatch, module,
     import importlib
     model = harness.mlp("sgd", harness.start_weights())
     optimizer = model.optimizer
-    before = set(vars(model)), set(vars(optimizer)), model.compile
+
+    def attributes(owner):
+        # TF 1.x Keras makes this bookkeeping dict at the first attribute set on a
+        # model, by anyone; it is no trace of inject.
+        return set(vars(owner)) - {"_obj_reference_counts_dict"}
+    before = attributes(model), attributes(optimizer), model.compile
 
     def fail(*args, **kwargs):
         raise RuntimeError("forced failure")
@@ -169,6 +174,6 @@ def test_a_failure_inside_inject_leaves_the_model_as_it_was(monkeypatch, module,
     with pytest.raises(RuntimeError, match="forced failure"):
         inject(model, k=2, alpha=0.0)
     monkeypatch.undo()
-    assert (set(vars(model)), set(vars(optimizer)), model.compile) == before
+    assert (attributes(model), attributes(optimizer), model.compile) == before
     assert model.optimizer is optimizer
     assert_still_plain(model)
