@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
+from . import _horovod
 from ._attachment import Attachment
 from ._sync import LookaheadVariables, slow_name
 
@@ -64,6 +65,7 @@ def attach(model, k, alpha, build_train_function):
     """
     K = engine_backend(model)
     variables = create_variables(model, K, k, alpha)
+    variables.horovod = _horovod.in_use(model.optimizer)
 
     def training_updates():
         return updates_with_lookahead(model, variables)
@@ -149,6 +151,7 @@ def _shape(weight):
 
 def check(model):
     """Refuse models the graph builders cannot rebuild, before anything is changed."""
+    _horovod.check(model.optimizer)
     # The v1 engine distributes through its own training_distributed loop, which
     # never calls _make_train_function: Lookahead would silently not run there.
     if getattr(model, "_distribution_strategy", None) is not None or \

@@ -15,6 +15,8 @@ variables are created; nothing here knows which TF version runs.
 
 import tensorflow as tf
 
+from . import _horovod
+
 
 class LookaheadVariables(object):
     """One model's Lookahead state: a slow copy of each fast weight and a step counter.
@@ -31,6 +33,8 @@ class LookaheadVariables(object):
         self.step = step
         self.k = k
         self.alpha = alpha
+        # Whether the optimizer is Horovod's (set by the backend): see start_op.
+        self.horovod = False
         # The objects the optimizer is given for the fast weights (Keras 3 hands it
         # KerasVariables that wrap the tf.Variables in ``fast``).
         self._known = set(id(v) for v in (handed_to_optimizer or self.fast))
@@ -49,7 +53,16 @@ class LookaheadVariables(object):
     def start_op(self):
         """Before the first fast step: ``slow <- fast`` if no step was taken yet."""
         def start():
-            return _grouped([s.assign(f) for f, s in zip(self.fast, self.slow)])
+            copies = [s.assign(f) for f, s in zip(self.fast, self.slow)]
+            # --- Horovod (backends/_horovod.py) --------------------------------
+            # Each rank copied its own fast weights, which Horovod's broadcast
+            # replaces with rank 0's only later and never the slow copies: every
+            # rank takes rank 0's slow weights here, in the same step, so all ranks
+            # train one Lookahead.
+            if self.horovod:
+                copies += _horovod.share_start(self.slow, after=copies)
+            # --------------------------------------------------------------------
+            return _grouped(copies)
         return _once_for_all_replicas(lambda: _if(tf.equal(self.step.read_value(), 0), start))
 
     def sync_op(self, after=()):

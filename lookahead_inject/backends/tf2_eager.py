@@ -7,7 +7,7 @@ the training_v2 loop and never call ``model.train_function``; TF 2.2+ trace
 ``_optimizer_hook``), with ``run_eagerly`` True or False.
 """
 
-from . import _optimizer_hook
+from . import _horovod, _optimizer_hook
 
 #: Lookahead under a tf.distribute strategy: the sync runs in cross-replica context.
 DISTRIBUTE = True
@@ -34,6 +34,7 @@ def innermost(optimizer):
 
 def check(model):
     _optimizer_hook.check_not_hooked(model.optimizer, METHOD, innermost)
+    _horovod.check(model.optimizer)
 
 
 def attach(model, k, alpha):
