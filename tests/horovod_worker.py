@@ -49,8 +49,36 @@ def build(rank):
     return model, inject(model, k=K, alpha=ALPHA)
 
 
+class GraphBroadcast(tf.keras.callbacks.Callback):
+    """What BroadcastGlobalVariablesCallback(0) does in TF 2 eager, in TF 2.15 graph mode,
+    where Horovod's own callback fails without Lookahead too (its keras.backend has no
+    get_session): the model's and the optimizer's variables from rank 0 after the first
+    batch. Not every global variable, so the slow weights are not broadcast here either."""
+
+    def __init__(self):
+        super(GraphBroadcast, self).__init__()
+        self.done = False
+
+    def on_batch_end(self, batch, logs=None):
+        if not self.done:
+            import horovod.tensorflow as hvd_tf
+            variables = self.model.variables + self.model.optimizer.variables()
+            tf.compat.v1.keras.backend.get_session().run(hvd_tf.broadcast_variables(variables, 0))
+            self.done = True
+
+
+def barrier():
+    import horovod.tensorflow as hvd_tf
+    total = hvd_tf.allreduce(tf.constant(0.0), name="barrier")
+    if not tf.executing_eagerly():
+        # hvd.allreduce of horovod.tensorflow.keras fails in TF 2.15 graph mode (as
+        # its callback does), so the op runs in Keras' session here.
+        tf.compat.v1.keras.backend.get_session().run(total)
+
+
 def train(model, x, y, epochs):
-    broadcast = hvd.callbacks.BroadcastGlobalVariablesCallback(0)
+    broadcast = GraphBroadcast() if MODE == "graph" and tf.__version__ >= "2" else \
+        hvd.callbacks.BroadcastGlobalVariablesCallback(0)
     if API == "fit":
         model.fit(x, y, batch_size=SHARD, epochs=epochs, shuffle=False, verbose=0,
                   callbacks=[broadcast])
@@ -83,7 +111,7 @@ def main():
         if rank == 0:
             model.save_weights(harness.h5_path(DIR, "model"))
             la.save(os.path.join(DIR, "state"))
-        hvd.allreduce(0.0, name="saved")          # a barrier: rank 0 has written both files
+        barrier()                                 # rank 0 has written both files
         tf.keras.backend.clear_session()
         model, la = build(rank)
         model.load_weights(harness.h5_path(DIR, "model"))
