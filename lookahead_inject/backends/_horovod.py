@@ -7,7 +7,7 @@ model's and the optimizer's variables from rank 0 after the first batch (in TF 2
 eager; in graph mode every global variable), and the allreduce averages the
 gradients. A rank that starts from its own random weights takes its slow
 weights from them, so without this module every sync pulls that rank back
-towards its own start and the ranks drift apart (0.67 after a short fit).
+towards its own start and the ranks drift apart (0.6 in tests/test_horovod.py).
 
 The fix, ``share_start``: right after a rank copies slow <- fast (the start of
 Lookahead, at the first training step), the slow weights are replaced by rank
@@ -28,8 +28,8 @@ Horovod is recognised by its optimizer class: ``hvd.DistributedOptimizer(opt)``
 returns an instance of a class made with ``type()`` from a class body in
 ``horovod._keras`` (``horovod.tensorflow.keras`` and ``horovod.keras`` both),
 named like the user's optimizer and subclassing it. Its ``__module__`` is the
-only stable mark (0.19 - 0.28.1); ``horovod`` itself is imported only when such
-an optimizer is found.
+one mark that is neither private nor the user's (checked on 0.28.1); ``horovod``
+itself is imported only when such an optimizer is found.
 """
 
 from ..errors import ModelNotReadyError
@@ -71,7 +71,7 @@ def check(optimizer):
 
 def _backward_passes_per_step(optimizer):
     # Horovod keeps the count only on its aggregation helper (None when it is 1):
-    # LocalGradientAggregationHelper(Eager).backward_passes_per_step, 0.21 - 0.28.1.
+    # LocalGradientAggregationHelper(Eager).backward_passes_per_step in 0.28.1.
     while optimizer is not None:
         helper = getattr(optimizer, "_agg_helper", None)
         if helper is not None:
