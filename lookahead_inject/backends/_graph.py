@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
-from . import _estimator
+from . import _estimator, _horovod
 from ._attachment import Attachment, Checkpointed, all_or_nothing, trainable_weights
 from ._loss_scale import sync_inside_applied_step
 from ._sync import LookaheadVariables, slow_name
@@ -156,6 +156,7 @@ def updates_with_lookahead(model, variables):
     step it skips for non-finite gradients is not a Lookahead step.
     """
     params = model._collected_trainable_weights
+    variables.horovod = _horovod.in_use(model.optimizer)
     # Built right before the first step it runs: weights joining take their slow copies now.
     variables.take_slow(variables.prepare(params))
 
@@ -199,6 +200,7 @@ def _shape(weight):
 
 def check(model):
     """Refuse models the graph builders cannot rebuild, before anything is changed."""
+    _horovod.check(model.optimizer)
     # The v1 engine distributes through its own training_distributed loop, which
     # never calls _make_train_function: Lookahead would silently not run there.
     if getattr(model, "_distribution_strategy", None) is not None or \

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
-from . import _estimator
+from . import _estimator, _horovod
 from ._attachment import Attachment, Checkpointed, all_or_nothing, trainable_weights
 from ._sync import LookaheadVariables, once_for_all_replicas, slow_name
 
@@ -108,6 +108,9 @@ class OptimizerHook(object):
 
     def hook(self):
         check_not_hooked(self.model.optimizer, self.method, self.innermost)
+        _horovod.check(self.model.optimizer)
+        # Read when the step is traced (after every compile, see attach).
+        self.variables.horovod = _horovod.in_use(self.model.optimizer)
         target = self.innermost(self.model.optimizer)
         original = getattr(target, self.method)
         variables, trained_variables = self.variables, self.trained_variables

@@ -22,6 +22,7 @@ knows which TF version runs.
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
+from . import _horovod
 
 
 class LookaheadVariables(object):
@@ -40,6 +41,8 @@ class LookaheadVariables(object):
         #: The weights the training step built last trains, in its order.
         self.trained = []
         self._join = None      # (ids of a step's weights, (fast, slow) pairs joining, flag)
+        #: Whether the optimizer is Horovod's (set by the backend): see ``_taken``.
+        self.horovod = False
 
     @property
     def slow(self):
@@ -75,7 +78,11 @@ class LookaheadVariables(object):
     def take_slow(self, weights):
         """``slow <- fast`` for ``weights``, now."""
         if weights:
-            self.store.write([self.slow_for(w) for w in weights], self.store.read(weights))
+            slow = [self.slow_for(w) for w in weights]
+            self.store.write(slow, self.store.read(weights))
+            if self.horovod:
+                self.store.run(("horovod",) + tuple(id(s) for s in slow),
+                               lambda: _grouped(_horovod.share_start(slow)))
 
     def mark_trained(self, weights):
         """``weights`` hold valid slow copies (set from outside): do not take them again."""
@@ -90,10 +97,8 @@ class LookaheadVariables(object):
     def start_op(self, weights):
         """Before a fast step: ``slow <- fast`` if no step was taken yet (state reset to 0)."""
         pairs = self.pairs(weights)
-
-        def start():
-            return _grouped([s.assign(f) for f, s in pairs])
-        return once_for_all_replicas(lambda: _if(tf.equal(self.step.read_value(), 0), start))
+        return once_for_all_replicas(
+            lambda: _if(tf.equal(self.step.read_value(), 0), lambda: self._taken(pairs)))
 
     def join_op(self, weights):
         """In a traced (or eager) step of ``weights``: ``slow <- fast`` for the weights
@@ -112,11 +117,20 @@ class LookaheadVariables(object):
             _, pairs, pending = self._join
             if pending is None:
                 return _nothing()
-
-            def take():
-                return _grouped([s.assign(f) for f, s in pairs] + [pending.assign(False)])
-            return _if(pending.read_value(), take)
+            return _if(pending.read_value(), lambda: self._taken(pairs, [pending.assign(False)]))
         return once_for_all_replicas(join)
+
+    def _taken(self, pairs, also=()):
+        """The ops ``slow <- fast`` for ``pairs`` (and ``also``), in a step."""
+        copies = [s.assign(f) for f, s in pairs] + list(also)
+        # --- Horovod (backends/_horovod.py) ----------------------------------
+        # Each rank copied its own fast weights, which Horovod's broadcast replaces
+        # with rank 0's only later and never the slow copies: every rank takes
+        # rank 0's slow weights here, in the same step, so all ranks train one Lookahead.
+        if self.horovod:
+            copies += _horovod.share_start([s for _, s in pairs], after=copies)
+        # -----------------------------------------------------------------------
+        return _grouped(copies)
 
     def sync_op(self, weights, after=(), applied=None):
         """After a fast step of ``weights``: count it, and on every k-th step pull
