@@ -21,10 +21,16 @@ class Attachment(object):
     ``tf.train.Checkpoint(model=...)`` carry them.
     """
 
-    def __init__(self, model, variables, read, write, detach, state_written=lambda: None):
+    def __init__(self, model, variables, read, write, detach, state_written=lambda: None,
+                 checkpoint=True):
         self.model, self.variables = model, variables
         self.read, self.write, self._detach = read, write, detach
         self.state_written = state_written
+        # Standalone Keras 2.2 / 2.3 models are not Trackable and have no TF
+        # checkpoint format (their weights go to HDF5 only): nothing to ride in.
+        self._checkpoint = checkpoint
+        if not checkpoint:
+            return
         holder = tf.Module(name=CHECKPOINT_NAME)
         holder.slow_weights = list(variables.slow)
         holder.step = variables.step
@@ -32,7 +38,8 @@ class Attachment(object):
 
     def detach(self):
         self._detach()
-        self._track(tf.Module(name=CHECKPOINT_NAME))
+        if self._checkpoint:
+            self._track(tf.Module(name=CHECKPOINT_NAME))
 
     def _track(self, holder):
         # Trackable._track_trackable (TF 1.14 - 2.21, Keras 2 and 3 on TF) adds a

@@ -54,7 +54,7 @@ def create_variables(model, K, k, alpha):
     return LookaheadVariables(fast, slow, step, k, alpha)
 
 
-def attach(model, k, alpha, build_train_function):
+def attach(model, k, alpha, build_train_function, checkpoint=True):
     """Route every (re)build of the model's train function through ``build_train_function``.
 
     ``build_train_function(model, K, training_updates)`` mirrors its TF
@@ -107,7 +107,7 @@ def attach(model, k, alpha, build_train_function):
         model, variables,
         read=K.batch_get_value,
         write=lambda vs, values: K.batch_set_value(list(zip(vs, values))),
-        detach=detach, state_written=state_written)
+        detach=detach, state_written=state_written, checkpoint=checkpoint)
 
 
 def updates_with_lookahead(model, variables):

@@ -31,6 +31,8 @@ class LookaheadVariables(object):
         self.step = step
         self.k = k
         self.alpha = alpha
+        # Standalone Keras 2.2 on TF 1.x makes TF1 ref variables (keras22 backend).
+        self._refs = any(_is_ref(v) for v in self.fast + self.slow + [step])
         # The objects the optimizer is given for the fast weights (Keras 3 hands it
         # KerasVariables that wrap the tf.Variables in ``fast``).
         self._known = set(id(v) for v in (handed_to_optimizer or self.fast))
@@ -50,7 +52,8 @@ class LookaheadVariables(object):
         """Before the first fast step: ``slow <- fast`` if no step was taken yet."""
         def start():
             return _grouped([s.assign(f) for f, s in zip(self.fast, self.slow)])
-        return _once_for_all_replicas(lambda: _if(tf.equal(self.step.read_value(), 0), start))
+        return _once_for_all_replicas(
+            lambda: _if(tf.equal(self.step.read_value(), 0), start, self._refs))
 
     def sync_op(self, after=()):
         """After a fast step: count it, and on every k-th step pull fast and slow together.
@@ -62,6 +65,8 @@ class LookaheadVariables(object):
             step = _updated(self.step.assign_add(1), self.step)
             # The phase in the cycle is the branch index: 0 syncs, any other does nothing.
             phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
+            if self._refs:
+                return _if(tf.equal(phase, 0), self._pull_together, refs=True)
             return tf.switch_case(phase, [self._pull_together], default=_nothing)
         with tf.control_dependencies(list(after)):
             return _once_for_all_replicas(count_and_sync)
@@ -111,7 +116,12 @@ def _updated(result, variable):
     return variable.read_value() if _has_strategy() else result
 
 
-def _if(predicate, then):
+def _is_ref(variable):
+    # A TF1 ref variable's dtype is the "_ref" twin of its base dtype.
+    return variable.dtype != variable.dtype.base_dtype
+
+
+def _if(predicate, then, refs=False):
     """Run ``then()`` when ``predicate`` holds; a bool tensor says whether it ran.
 
     tf.switch_case (public since TF 1.14) builds the functional Case op even in a
@@ -120,7 +130,13 @@ def _if(predicate, then):
     cost 14 % of a tiny model's 0.6 ms step on TF 1.15, the functional op nothing
     measurable (interleaved fit timings; README "Performance"). Eagerly it just
     calls the chosen branch.
+
+    With ``refs`` (TF1 ref variables, which standalone Keras 2.2 makes) the
+    functional op cannot capture the variables (TypeError from the branch's
+    Assign); v1 tf.cond can, at the cost above.
     """
+    if refs:
+        return tf.compat.v1.cond(predicate, then, _nothing)
     return tf.switch_case(tf.cast(predicate, tf.int32), [_nothing, then])
 
 
