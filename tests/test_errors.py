@@ -28,7 +28,7 @@ def assert_still_plain(model):
 
 
 def test_model_not_compiled():
-    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,))])
+    model = harness.keras.Sequential([harness.keras.layers.Dense(1, input_shape=(3,))])
     with pytest.raises(ModelNotReadyError, match=r"not compiled.*model\.compile"):
         inject(model)
 
@@ -106,14 +106,14 @@ def test_second_inject_on_the_same_model_refused():
 @pytest.mark.skipif(not (harness.GRAPH and harness.ENVIRONMENT.tf_version >= Version("2.11")),
                     reason="only TF >= 2.11 in graph mode has optimizers without get_updates")
 def test_new_optimizer_in_graph_mode_names_the_legacy_one():
-    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,))])
-    model.compile(optimizer=tf.keras.optimizers.SGD(0.1), loss="mse")
+    model = harness.keras.Sequential([harness.keras.layers.Dense(1, input_shape=(3,))])
+    model.compile(optimizer=harness.optimizer("sgd"), loss="mse")
     with pytest.raises(ModelNotReadyError, match=r"tf\.keras\.optimizers\.legacy\.SGD"):
         inject(model)
 
 
 def test_model_without_trainable_weights():
-    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,), trainable=False)])
+    model = harness.keras.Sequential([harness.keras.layers.Dense(1, input_shape=(3,), trainable=False)])
     model.compile(optimizer=harness.optimizer("sgd"), loss="mse")
     with pytest.raises(ModelNotReadyError, match="no trainable weights"):
         inject(model)

@@ -82,8 +82,8 @@ def test_load_refuses_another_k_or_alpha(tmp_path):
 
 def test_set_state_refuses_another_model_shape():
     _, la = trained()
-    wide = tf.keras.Sequential([tf.keras.layers.Dense(9, activation="tanh", input_shape=(4,)),
-                                tf.keras.layers.Dense(1)])
+    wide = harness.keras.Sequential([harness.keras.layers.Dense(9, activation="tanh", input_shape=(4,)),
+                                harness.keras.layers.Dense(1)])
     wide.compile(optimizer=harness.optimizer("sgd"), loss="mse")
     other = inject(wide, k=3, alpha=0.5)
     with pytest.raises(InvalidArgumentError, match=r"slow weight 0 is float32 \(4, 8\).*\(4, 9\)"):
@@ -191,7 +191,7 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_result():
     model = harness.mlp("momentum", harness.start_weights())
     la = inject(model, k=3, alpha=0.5)
 
-    class Interrupt(tf.keras.callbacks.Callback):
+    class Interrupt(harness.keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             if batch == 1:                      # the user hits Ctrl-C during step 2 of epoch 2
                 raise KeyboardInterrupt

@@ -9,7 +9,7 @@ from lookahead_inject import inject
 from test_models import assert_matches_hand_lookahead
 from test_trajectory import expected
 
-layers = tf.keras.layers
+layers = harness.keras.layers
 
 
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
@@ -19,7 +19,7 @@ def test_sparse_gradients_of_an_embedding(opt, execution):
     y = rng.randn(48, 1).astype("float32")
 
     def build():
-        model = tf.keras.Sequential([layers.Embedding(20, 4, input_length=5),
+        model = harness.keras.Sequential([layers.Embedding(20, 4, input_length=5),
                                      layers.Flatten(), layers.Dense(1)])
         model.compile(optimizer=harness.optimizer(opt), loss="mse",
                       **harness.compile_kwargs(execution))
@@ -49,7 +49,7 @@ def test_reduce_lr_on_plateau_acts_on_the_users_optimizer():
     assert model.optimizer is user_optimizer
 
     def plateau():    # min_delta no loss can beat: the rate halves after every epoch
-        return tf.keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0,
+        return harness.keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0,
                                                     min_delta=1e9, verbose=0)
     got = harness.RecordWeights()
     model.fit(x, y, batch_size=harness.BATCH, epochs=3, shuffle=False, verbose=0,
@@ -103,7 +103,7 @@ def mixed_float16():
                     reason="mixed precision (set_global_policy) needs TF >= 2.4 in eager mode; "
                            "TF 1.x-2.3 had only the experimental API")
 def test_mixed_precision_skipped_step_is_not_a_lookahead_step(mixed_float16):
-    model = tf.keras.Sequential([layers.Dense(8, activation="tanh", input_shape=(harness.N_IN,)),
+    model = harness.keras.Sequential([layers.Dense(8, activation="tanh", input_shape=(harness.N_IN,)),
                                  layers.Dense(1, dtype="float32")])
     model.compile(optimizer=harness.optimizer("sgd"), loss="mse")
     la = inject(model, k=2, alpha=0.0)
