@@ -281,4 +281,5 @@ def has_steps_per_execution():
 def learning_rate(model):
     optimizer = model.optimizer
     # Keras 2.2 names it lr only.
-    return float(get_values([getattr(optimizer, "learning_rate", None) or optimizer.lr])[0])
+    rate = optimizer.learning_rate if hasattr(optimizer, "learning_rate") else optimizer.lr
+    return float(get_values([rate])[0])

@@ -100,7 +100,7 @@ def test_load_refuses_a_file_that_is_no_state(tmp_path):
 
 def resume_formats():
     formats = ["h5_and_state_file"]
-    if not harness.KERAS_3:
+    if not (harness.KERAS_3 or harness.STANDALONE):     # neither writes TF-format weights
         formats.append("tf_weights")
     if not harness.GRAPH:
         formats.append("checkpoint")
@@ -208,6 +208,7 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_result():
 @pytest.mark.skipif(harness.KERAS_3, reason="Keras 3 (TF 2.16+) writes no TF-format "
                     "save_weights; its tf.train.Checkpoint resume is tested above")
 def test_checkpoint_from_before_training_restarts_lookahead_from_its_weights(tmp_path):
+    harness.skip_standalone("saves weights to HDF5 only, which hold no Lookahead step")
     # Restoring a checkpoint saved before the first step puts the step back to 0:
     # the slow weights are taken again, from the restored weights.
     x, y = harness.data()
