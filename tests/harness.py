@@ -69,8 +69,11 @@ def fresh_session():
     """
     keras.backend.clear_session()
     if STANDALONE:
+        # Per session: otherwise the first session of the process (any Keras's) fixes
+        # the inter-op pool for all later ones.
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1,
-                                          inter_op_parallelism_threads=1)
+                                          inter_op_parallelism_threads=1,
+                                          use_per_session_threads=True)
         keras.backend.set_session(tf.compat.v1.Session(config=config))
 
 
@@ -121,15 +124,37 @@ def optimizer(name):
     if STANDALONE:
         # Keras 2.2 knows only lr=; 2.3 takes both.
         return {
-            "sgd": lambda: module.SGD(lr=0.1),
-            "momentum": lambda: module.SGD(lr=0.05, momentum=0.9),
-            "adam": lambda: module.Adam(lr=0.01),
+            "sgd": lambda: gradients_first(module.SGD)(lr=0.1),
+            "momentum": lambda: gradients_first(module.SGD)(lr=0.05, momentum=0.9),
+            "adam": lambda: gradients_first(module.Adam)(lr=0.01),
         }[name]()
     return {
         "sgd": lambda: module.SGD(learning_rate=0.1),
         "momentum": lambda: module.SGD(learning_rate=0.05, momentum=0.9),
         "adam": lambda: module.Adam(learning_rate=0.01),
     }[name]()
+
+
+def gradients_first(optimizer_class):
+    """``optimizer_class`` with every gradient computed before any weight update.
+
+    Standalone Keras races with itself: its updates (``K.update(p, ...)``) are not
+    ordered after the gradient ops that read ``p`` (a TF1 ref variable in Keras 2.2),
+    so a backward pass may read a weight its own step already moved, depending on
+    the op order the executor picks (two identical Keras 2.2.5 models trained side by
+    side differ by up to 1e-2, without Lookahead, even at one session thread). The
+    tests compare step by step, so their optimizers wait for all gradients; the
+    arithmetic is Keras's own. (Lookahead's sync runs after every update.)
+    """
+    class GradientsFirst(optimizer_class):
+        def get_gradients(self, loss, params):
+            grads = super(GradientsFirst, self).get_gradients(loss, params)
+            tensors = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads]
+            with tf.control_dependencies(tensors):
+                return [tf.IndexedSlices(tf.identity(g.values), g.indices, g.dense_shape)
+                        if isinstance(g, tf.IndexedSlices) else tf.identity(g) for g in grads]
+    GradientsFirst.__name__ = optimizer_class.__name__
+    return GradientsFirst
 
 
 def compile_kwargs(execution):

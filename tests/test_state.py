@@ -195,6 +195,8 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_result():
         def on_train_batch_end(self, batch, logs=None):
             if batch == 1:                      # the user hits Ctrl-C during step 2 of epoch 2
                 raise KeyboardInterrupt
+
+        on_batch_end = on_train_batch_end       # keras 2.2.4 calls only on_batch_end
     model.fit(x, y, batch_size=harness.BATCH, epochs=1, shuffle=False, verbose=0)      # 3 steps
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, batch_size=harness.BATCH, epochs=1, shuffle=False, verbose=0,
