@@ -157,6 +157,17 @@ def gradients_first(optimizer_class):
     return GradientsFirst
 
 
+def twin_safe(opt):
+    """The optimizer for tests that compare two Keras models trained side by side.
+
+    The Adam of standalone Keras 2.2 / 2.3 reads ``iterations`` unordered with its
+    own increment (see reference.STANDALONE_KERAS_OPTIMIZERS): each model's graph
+    picks its own order, so two models may correct step n with t = n and t = n + 1.
+    Those tests use momentum there; Adam is checked against numpy (test_trajectory).
+    """
+    return "momentum" if STANDALONE and opt == "adam" else opt
+
+
 def compile_kwargs(execution):
     """compile() arguments for an ``execution`` of EXECUTIONS (TF 1 has no run_eagerly)."""
     return {"run_eagerly": True} if execution == "run_eagerly" else {}

@@ -68,7 +68,7 @@ def test_batchnorm_model_matches_hand_lookahead():
         model = harness.keras.Sequential([
             layers.Dense(8, input_shape=(harness.N_IN,)), layers.BatchNormalization(),
             layers.Activation("tanh"), layers.Dense(1)])
-        model.compile(optimizer=harness.optimizer("adam"), loss="mse")
+        model.compile(optimizer=harness.optimizer(harness.twin_safe("adam")), loss="mse")
         return model
     x, y = harness.data()
     steps = [lambda m, b=b: m.train_on_batch(*b) for b in harness.epoch_batches(x, y, 3)]

@@ -21,7 +21,7 @@ def test_sparse_gradients_of_an_embedding(opt, execution):
     def build():
         model = harness.keras.Sequential([layers.Embedding(20, 4, input_length=5),
                                      layers.Flatten(), layers.Dense(1)])
-        model.compile(optimizer=harness.optimizer(opt), loss="mse",
+        model.compile(optimizer=harness.optimizer(harness.twin_safe(opt)), loss="mse",
                       **harness.compile_kwargs(execution))
         model.build((None, 5))
         return model
@@ -30,12 +30,13 @@ def test_sparse_gradients_of_an_embedding(opt, execution):
 
 
 def test_learning_rate_schedule_still_drives_the_inner_optimizer():
+    # Standalone Keras has no schedules; its decay= reads `iterations` unordered with
+    # its increment (as its Adam does), so two models side by side need not agree.
+    harness.skip_standalone("has no learning-rate schedules (its decay= races with its "
+                            "own step count)")
     module = harness.optimizer("sgd").__class__
 
     def build():
-        if harness.STANDALONE:
-            # Standalone Keras has no schedules; its optimizers decay lr by iterations.
-            return harness.mlp(module(lr=0.2, decay=0.7), harness.start_weights())
         schedule = tf.keras.optimizers.schedules.ExponentialDecay(0.2, decay_steps=1, decay_rate=0.7)
         return harness.mlp(module(learning_rate=schedule), harness.start_weights())
     x, y = harness.data()
