@@ -117,8 +117,10 @@ def _updated(result, variable):
 
 
 def _is_ref(variable):
-    # A TF1 ref variable's dtype is the "_ref" twin of its base dtype.
-    return variable.dtype != variable.dtype.base_dtype
+    # A TF1 ref variable's dtype is the "_ref" twin of its base dtype (as_dtype: a
+    # Keras 3 variable's dtype is a string).
+    dtype = tf.as_dtype(variable.dtype)
+    return dtype != dtype.base_dtype
 
 
 def _if(predicate, then, refs=False):
