@@ -11,7 +11,7 @@ import numbers
 import weakref
 
 from . import dispatch, state
-from .environment import detect_environment
+from .environment import detect_environment, keras_label
 from .errors import InvalidArgumentError, ModelNotReadyError
 
 # model -> (k, alpha) of its Lookahead, so a second inject on the same model is refused.
@@ -112,7 +112,7 @@ class Lookahead(object):
                 "This model already trains with Lookahead (k={}, alpha={}). Use the "
                 "handle inject() returned, or call its remove() before injecting "
                 "again.".format(*_INJECTED[model]))
-        name = dispatch.choose_backend(detect_environment(), backend)
+        name = dispatch.choose_backend(detect_environment(model), backend)
         module = dispatch.load_backend(name)
         module.check(model)
         self._attachment = module.attach(model, self.k, self.alpha)
@@ -273,21 +273,24 @@ def inject(model, k=5, alpha=0.5, backend="auto"):
     return Lookahead(k, alpha).inject(model, backend)
 
 
-def detect(backend="auto"):
-    """What ``inject`` would see here: a dict with the TF version, the Keras behind
-    ``tf.keras``, the execution mode, the backend ``inject`` picks, whether that
+def detect(model=None, backend="auto"):
+    """What ``inject(model)`` would see here: a dict with the TF version, the Keras
+    that builds the model (without ``model``: the Keras behind ``tf.keras``; a model
+    built by standalone ``import keras`` 2.2 / 2.3 gets a backend of its own), the
+    execution mode, the backend ``inject`` picks, whether that
     backend supports ``tf.distribute`` strategies, and the checkpoint formats that
     carry the Lookahead state (``la.save`` / ``la.load`` work everywhere).
 
     Raises the same clear error as ``inject`` when no backend fits.
     """
-    environment = detect_environment()
+    environment = detect_environment(model)
     name = dispatch.choose_backend(environment, backend)
     module = dispatch.load_backend(name)
     return {
         "tensorflow": str(environment.tf_version),
         "keras": environment.keras,
         "keras_version": environment.keras_version,
+        "keras_label": keras_label(environment.keras, environment.keras_version),
         "mode": environment.mode,
         "keras_backend": environment.keras_backend,
         "backend": name,

@@ -41,9 +41,10 @@ class SGD(object):
 class Adam(object):
     """Keras Adam: p <- p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)."""
 
-    def __init__(self, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    def __init__(self, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7, steps_ahead=0):
         self.lr, self.b1, self.b2, self.eps = lr, beta_1, beta_2, epsilon
         self.t, self.m, self.v = 0, None, None
+        self.steps_ahead = steps_ahead
 
     def step(self, params, grads):
         if self.m is None:
@@ -52,7 +53,8 @@ class Adam(object):
         self.t += 1
         self.m = [self.b1 * m + (1 - self.b1) * g for m, g in zip(self.m, grads)]
         self.v = [self.b2 * v + (1 - self.b2) * g * g for v, g in zip(self.v, grads)]
-        lr_t = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
+        t = self.t + self.steps_ahead
+        lr_t = self.lr * np.sqrt(1 - self.b2 ** t) / (1 - self.b1 ** t)
         return [p - lr_t * m / (np.sqrt(v) + self.eps) for p, m, v in zip(params, self.m, self.v)]
 
 
@@ -61,6 +63,13 @@ OPTIMIZERS = {
     "momentum": lambda: SGD(0.05, momentum=0.9),
     "adam": lambda: Adam(0.01),
 }
+
+
+#: Standalone Keras 2.2 / 2.3 (keras/optimizers.py, Adam.get_updates): the step
+#: runs ``K.update_add(iterations, 1)`` and reads ``t = iterations + 1`` in the same
+#: session run with no order between them; the increment runs first, so step n
+#: corrects with t = n + 1 (tf.keras orders the read before the increment: t = n).
+STANDALONE_KERAS_OPTIMIZERS = dict(OPTIMIZERS, adam=lambda: Adam(0.01, steps_ahead=1))
 
 
 class LookaheadSim(object):

@@ -28,9 +28,15 @@ eager_or_tf1 = pytest.mark.skipif(
            "mode needs legacy optimizers)")
 
 
-def readme_blocks(language):
+LEGACY = "# legacy:"
+
+
+def readme_blocks(language, legacy=False):
+    """README's ``language`` blocks; the python ones for standalone Keras (first line
+    "# legacy: ...") only with ``legacy``, all others only without."""
     with open(README) as handle:
-        return re.findall(r"```{}\n(.*?)```".format(language), handle.read(), re.S)
+        blocks = re.findall(r"```{}\n(.*?)```".format(language), handle.read(), re.S)
+    return [b for b in blocks if b.startswith(LEGACY) == legacy]
 
 
 @pytest.mark.skipif(harness.GRAPH, reason="graph mode (TF 1.x; TF 2.x with eager disabled): the "
@@ -54,6 +60,29 @@ print("README BLOCKS OK")
                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert out.returncode == 0, out.stdout[-3000:]
     assert "README BLOCKS OK" in out.stdout and "'backend':" in out.stdout
+
+
+@pytest.mark.skipif(not harness.STANDALONE, reason="{}: README's legacy block imports standalone "
+                    "keras 2.2 / 2.3, installed in the -keras2xx tox envs".format(
+                        harness.ENVIRONMENT.describe()))
+def test_readme_legacy_block_runs(tmp_path):
+    blocks = readme_blocks("python", legacy=True)
+    assert len(blocks) == 1
+    checks = """
+assert la.step == 2 * 8 and la.backend == detect(model)["backend"], la.step
+print("LEGACY BLOCK OK", detect(model)["keras_label"], detect(model)["backend"])
+"""
+    script = tmp_path / "legacy_block.py"
+    script.write_text(blocks[0] + checks)
+    out = subprocess.run([sys.executable, str(script)], cwd=str(tmp_path), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True, timeout=600,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert out.returncode == 0, out.stdout[-3000:]
+    import keras
+    label = "keras {} (standalone)".format(keras.__version__)
+    assert "LEGACY BLOCK OK {} keras2".format(label) in out.stdout
+    assert sorted(os.listdir(str(tmp_path))) == ["legacy.h5", "legacy_block.py",
+                                                 "legacy_lookahead_state"]
 
 
 @eager_or_tf1

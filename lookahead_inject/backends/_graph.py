@@ -79,13 +79,14 @@ class _Store(object):
         self.K.batch_get_value([self._ops[key]])
 
 
-def attach(model, k, alpha, build_train_function):
+def attach(model, k, alpha, build_train_function, checkpoint=True):
     """Route every (re)build of the model's train function through ``build_train_function``.
 
     ``build_train_function(model, K, training_updates)`` mirrors its TF
     version's ``_make_train_function``, with the pieces all versions share from
     here: ``feed_inputs``, ``training_updates()`` (the optimizer's updates and the
-    Lookahead sync) and ``set_train_function``.
+    Lookahead sync) and ``set_train_function``. ``checkpoint=False``: the model is
+    no TF Trackable (standalone Keras), so nothing rides in its checkpoints.
     """
     K = engine_backend(model)
     # A model without weights yet (built by its first fit) lives in Keras' graph.
@@ -143,9 +144,10 @@ def attach(model, k, alpha, build_train_function):
         attachment = Attachment(
             model, variables, read=store.read, write=store.write, run=store.run,
             detach=detach, state_written=state_written)
-        # Last: a tracked checkpoint dependency cannot be taken back, only emptied.
-        checkpointed.track()
-        undo.add(checkpointed.untrack)
+        if checkpoint:
+            # Last: a tracked checkpoint dependency cannot be taken back, only emptied.
+            checkpointed.track()
+            undo.add(checkpointed.untrack)
     return attachment
 
 

@@ -98,7 +98,8 @@ class LookaheadVariables(object):
         """Before a fast step: ``slow <- fast`` if no step was taken yet (state reset to 0)."""
         pairs = self.pairs(weights)
         return once_for_all_replicas(
-            lambda: _if(tf.equal(self.step.read_value(), 0), lambda: self._taken(pairs)))
+            lambda: _if(tf.equal(self.step.read_value(), 0), lambda: self._taken(pairs),
+                        refs=_has_refs(pairs)))
 
     def join_op(self, weights):
         """In a traced (or eager) step of ``weights``: ``slow <- fast`` for the weights
@@ -148,6 +149,8 @@ class LookaheadVariables(object):
             step = _updated(self.step.assign_add(1), self.step)
             # The phase in the cycle is the branch index: 0 syncs, any other does nothing.
             phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
+            if _has_refs(pairs):
+                return _if(tf.equal(phase, 0), lambda: pull_together(pairs, self.alpha), refs=True)
             return tf.switch_case(phase, [lambda: pull_together(pairs, self.alpha)],
                                   default=_nothing)
 
@@ -209,7 +212,19 @@ def _updated(result, variable):
     return variable.read_value() if _has_strategy() else result
 
 
-def _if(predicate, then):
+def _has_refs(pairs):
+    """Whether any of the variables is a TF1 ref variable (standalone Keras 2.2 makes them)."""
+    return any(_is_ref(v) for pair in pairs for v in pair)
+
+
+def _is_ref(variable):
+    # A TF1 ref variable's dtype is the "_ref" twin of its base dtype (as_dtype: a
+    # Keras 3 variable's dtype is a string).
+    dtype = tf.as_dtype(variable.dtype)
+    return dtype != dtype.base_dtype
+
+
+def _if(predicate, then, refs=False):
     """Run ``then()`` when ``predicate`` holds; a bool tensor says whether it ran.
 
     tf.switch_case (public since TF 1.14) builds the functional Case op even in a
@@ -218,7 +233,13 @@ def _if(predicate, then):
     cost 14 % of a tiny model's 0.6 ms step on TF 1.15, the functional op nothing
     measurable (interleaved fit timings; README "Performance"). Eagerly it just
     calls the chosen branch.
+
+    With ``refs`` (TF1 ref variables, which standalone Keras 2.2 makes) the
+    functional op cannot capture the variables (TypeError from the branch's
+    Assign); v1 tf.cond can, at the cost above.
     """
+    if refs:
+        return tf.compat.v1.cond(predicate, then, _nothing)
     return tf.switch_case(tf.cast(predicate, tf.int32), [_nothing, then])
 
 
