@@ -28,8 +28,8 @@ def _digits(seed=0):
     except ImportError as error:
         raise DemoDependencyError(
             "The demo trains on scikit-learn's digits data set, and scikit-learn is not "
-            "installed ({}). Install the demo extra: pip install \"lookahead_inject[demo]\" "
-            "(or pip install scikit-learn).".format(error)) from error
+            "installed ({}). From a clone of lookahead_inject: pip install \".[demo]\" "
+            "(or pip install scikit-learn matplotlib).".format(error)) from error
     digits = load_digits()
     x = (digits.data / 16.0).astype("float32")
     y = digits.target.astype("int64")
@@ -120,8 +120,8 @@ def _check_matplotlib():
         import matplotlib  # noqa: F401
     except ImportError as error:
         raise DemoDependencyError(
-            "--plot needs matplotlib ({}). Install the demo extra: pip install "
-            "\"lookahead_inject[demo]\" (or pip install matplotlib).".format(error)) from error
+            "--plot needs matplotlib ({}). From a clone of lookahead_inject: pip install "
+            "\".[demo]\" (or pip install matplotlib).".format(error)) from error
 
 
 def _plot(results, learning_rates, epochs, seeds, k, alpha, found, path):
