@@ -10,6 +10,7 @@ and accuracy against learning rate (matplotlib).
 """
 
 import time
+import warnings
 
 import numpy as np
 
@@ -45,10 +46,13 @@ def _model(tf, learning_rate, seed):
     else:                                                   # TF < 2.7
         np.random.seed(seed)
         (tf.random.set_seed if hasattr(tf.random, "set_seed") else tf.compat.v1.set_random_seed)(seed)
-    model = tf.keras.Sequential([
-        tf.keras.layers.Dense(64, activation="relu", input_shape=(64,)),
-        tf.keras.layers.Dense(10, activation="softmax"),
-    ])
+    with warnings.catch_warnings():
+        # Keras 3 prefers an Input layer; input_shape= is the form every TF 1.14 - 2.21 takes.
+        warnings.filterwarnings("ignore", message="Do not pass an `input_shape`")
+        model = tf.keras.Sequential([
+            tf.keras.layers.Dense(64, activation="relu", input_shape=(64,)),
+            tf.keras.layers.Dense(10, activation="softmax"),
+        ])
     optimizers = tf.keras.optimizers
     if not tf.executing_eagerly() and hasattr(optimizers, "legacy"):
         optimizers = optimizers.legacy                     # TF >= 2.11 graph mode
