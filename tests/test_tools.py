@@ -207,17 +207,23 @@ def test_tf_python_table_is_readmes_and_is_consistent():
     assert environment.tf_for_python("3.7") == ("1.14", "2.11")
 
 
+RUN = ["run", "--result-json", ".tox/results/tox-run.json"]
+MATRIX = ["--matrix", "compat_matrix.json", "--output", "compat_matrix.md"]
+
+
 @pytest.mark.parametrize("argv, tox_args, tool_args", [
-    ([], ["run", "--result-json", ".tox/results/tox-run.json"], []),
-    (["--full"], ["run", "--result-json", ".tox/results/tox-run.json", "-m", "full"], ["--full"]),
-    (["-e", "py37-tf115"], ["run", "--result-json", ".tox/results/tox-run.json", "-e", "py37-tf115"],
-     []),
+    ([], RUN, MATRIX),
+    (["--full"], RUN + ["-m", "full"], MATRIX + ["--full"]),
+    (["-e", "py37-tf115"], RUN + ["-e", "py37-tf115"], MATRIX),
+    # pytest arguments may select part of the suite: not merged into the committed matrix
+    (["-e", "py37-tf115", "--", "-k", "cli"], RUN + ["-e", "py37-tf115", "--", "-k", "cli"],
+     ["--matrix", ".tox/compat_matrix.json", "--output", ".tox/compat_matrix.md"]),
 ])
 def test_ci_run_passes_its_arguments_to_tox_and_merges_the_matrix(tmp_path, argv, tox_args,
                                                                  tool_args):
     # A copy of the clone whose .ci/.venv holds a stand-in tox and python that log their
     # arguments: the script's own logic, without installing or running anything.
-    for name in (".ci", "tools", "lookahead_inject", "tox.ini"):
+    for name in (".ci", "tools", "lookahead_inject", "tox.ini", "compat_matrix.json"):
         copy = shutil.copytree if os.path.isdir(os.path.join(ROOT, name)) else shutil.copy
         copy(os.path.join(ROOT, name), str(tmp_path / name),
              **({"ignore": shutil.ignore_patterns(".venv")} if name == ".ci" else {}))
