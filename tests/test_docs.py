@@ -183,7 +183,7 @@ SHORTER = {"demo": ["--epochs", "1", "--seeds", "1", "--lrs", "0.1"],
 def clone_copy(destination):
     """The files of a fresh clone: the checkout without tox's, git's and pip's leftovers."""
     shutil.copytree(ROOT, str(destination), ignore=shutil.ignore_patterns(
-        ".git", ".tox", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache")))
+        ".git", ".tox", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
 
 
 @fresh_venv
