@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from packaging.version import Version
+
 from . import dispatch, environment
 from .errors import LookaheadError, UnsupportedEnvironmentError
 
@@ -109,7 +111,6 @@ def _describe_in_a_child():
     for line in out.stdout.splitlines():
         if line.startswith("ENV "):
             tf_version, keras, keras_version, mode, keras_backend = json.loads(line[4:])
-            from packaging.version import Version
             return environment.Environment(Version(tf_version), keras, keras_version, mode,
                                            keras_backend)
         if line.startswith("ERROR "):
