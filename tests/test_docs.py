@@ -170,8 +170,9 @@ def test_readme_lookahead_inject_commands_run_as_written(tmp_path):
 fresh_venv = pytest.mark.skipif(
     not os.environ.get("README_FRESH_VENV"),
     reason="runs in the py313-tf221-keras3 tox env only (the newest Python of the matrix; "
-           "README_FRESH_VENV=1 runs it elsewhere): a fresh venv that installs TensorFlow "
-           "from pip's cache, then the demo and pytest, took 9 min on a loaded 2-core VM")
+           "README_FRESH_VENV=1 runs it elsewhere): a fresh venv that installs TensorFlow (pip's "
+           "cache, if any, saves the download), then the demo and pytest: 9 min on a loaded "
+           "2-core VM")
 
 # What the test appends to README's commands to keep them short: the demo trains one
 # epoch at one learning rate; pytest collects the whole suite (an import error anywhere
