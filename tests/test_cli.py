@@ -121,8 +121,8 @@ def keras3_on(keras_backend, mode=environment.EAGER):
 def test_every_command_without_a_backend_explains_the_fix_with_the_table_once(monkeypatch,
                                                                               command):
     jax = keras3_on("jax")
-    monkeypatch.setattr(environment, "detect_environment", lambda: jax)
-    monkeypatch.setattr(lookahead_inject.lookahead, "detect_environment", lambda: jax)
+    monkeypatch.setattr(environment, "detect_environment", lambda model=None: jax)
+    monkeypatch.setattr(lookahead_inject.lookahead, "detect_environment", lambda model=None: jax)
     monkeypatch.setattr(selftest, "_describe_in_a_child", lambda: jax)
     code, out = run_cli(command)
     assert code == 1
