@@ -158,6 +158,9 @@ FAILURE_POINTS = [("_sync", "LookaheadVariables", "mark_trained"),
 @pytest.mark.parametrize("module,cls,method", FAILURE_POINTS)
 def test_a_failure_inside_inject_leaves_the_model_as_it_was(monkeypatch, module, cls, method):
     import importlib
+    if (module, cls, method) == ("_attachment", "Checkpointed", "track"):
+        harness.skip_standalone("models are no TF Trackables: inject tracks no checkpoint "
+                                "dependency, so there is no such point to fail at")
     model = harness.mlp("sgd", harness.start_weights())
     optimizer = model.optimizer
 
