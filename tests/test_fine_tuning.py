@@ -38,6 +38,12 @@ def set_trainable(model, trained):
 @pytest.mark.parametrize("schedule", sorted(SCHEDULES))
 @pytest.mark.parametrize("opt", sorted(reference.OPTIMIZERS))
 def test_changing_the_trainable_set_matches_numpy_lookahead(schedule, opt, execution):
+    if opt == "adam":
+        # See reference.STANDALONE_KERAS_OPTIMIZERS: one thread orders the race per graph,
+        # and here each compile makes a new graph (2.3.1 corrects step n with t = n here).
+        harness.skip_standalone("Adam reads `iterations` unordered with its own increment: "
+                                "whether step n corrects with t = n or n + 1 changes with "
+                                "each compile, so no numpy reference can follow it")
     x, y = harness.data()
     batches = harness.epoch_batches(x, y)
     phases = SCHEDULES[schedule]
