@@ -58,10 +58,11 @@ class Adam(object):
         return [p - lr_t * m / (np.sqrt(v) + self.eps) for p, m, v in zip(params, self.m, self.v)]
 
 
+#: name -> factory(lr=the harness's rate) of the numpy optimizer.
 OPTIMIZERS = {
-    "sgd": lambda: SGD(0.1),
-    "momentum": lambda: SGD(0.05, momentum=0.9),
-    "adam": lambda: Adam(0.01),
+    "sgd": lambda lr=0.1: SGD(lr),
+    "momentum": lambda lr=0.05: SGD(lr, momentum=0.9),
+    "adam": lambda lr=0.01: Adam(lr),
 }
 
 
@@ -69,7 +70,7 @@ OPTIMIZERS = {
 #: runs ``K.update_add(iterations, 1)`` and reads ``t = iterations + 1`` in the same
 #: session run with no order between them; the increment runs first, so step n
 #: corrects with t = n + 1 (tf.keras orders the read before the increment: t = n).
-STANDALONE_KERAS_OPTIMIZERS = dict(OPTIMIZERS, adam=lambda: Adam(0.01, steps_ahead=1))
+STANDALONE_KERAS_OPTIMIZERS = dict(OPTIMIZERS, adam=lambda lr=0.01: Adam(lr, steps_ahead=1))
 
 
 class LookaheadSim(object):

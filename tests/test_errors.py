@@ -107,7 +107,8 @@ def test_second_inject_on_the_same_model_refused():
                     reason="only TF >= 2.11 in graph mode has optimizers without get_updates")
 def test_new_optimizer_in_graph_mode_names_the_legacy_one():
     model = harness.keras.Sequential([harness.keras.layers.Dense(1, input_shape=(3,))])
-    model.compile(optimizer=harness.optimizer("sgd"), loss="mse")
+    # Not harness.optimizer: it gives the legacy one in graph mode.
+    model.compile(optimizer=harness.keras.optimizers.SGD(learning_rate=0.1), loss="mse")
     with pytest.raises(ModelNotReadyError, match=r"tf\.keras\.optimizers\.legacy\.SGD"):
         inject(model)
 
@@ -158,6 +159,9 @@ FAILURE_POINTS = [("_sync", "LookaheadVariables", "mark_trained"),
 @pytest.mark.parametrize("module,cls,method", FAILURE_POINTS)
 def test_a_failure_inside_inject_leaves_the_model_as_it_was(monkeypatch, module, cls, method):
     import importlib
+    if (module, cls, method) == ("_attachment", "Checkpointed", "track"):
+        harness.skip_standalone("models are no TF Trackables: inject tracks no checkpoint "
+                                "dependency, so there is no such point to fail at")
     model = harness.mlp("sgd", harness.start_weights())
     optimizer = model.optimizer
 

@@ -46,6 +46,11 @@ def convert(entry, model, folder, positional=False):
     return function(keras_model=model, model_dir=str(folder))
 
 
+def skip_standalone_conversion():
+    harness.skip_standalone("models are no tf.keras Models: model_to_estimator refuses every "
+                            "one of them (ValueError), so no plain conversion can be checked")
+
+
 def assert_estimator(estimator):
     assert isinstance(estimator, (tf.compat.v1.estimator.Estimator, tf.estimator.Estimator))
 
@@ -81,11 +86,13 @@ def test_refused_model_still_trains_with_lookahead(tmp_path):
 
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_plain_model_converts_while_another_is_injected(entry, tmp_path):
+    skip_standalone_conversion()
     inject(harness.mlp("sgd"), k=2)
     assert_estimator(convert(entry, harness.mlp("sgd"), tmp_path))
 
 
 def test_converts_after_remove(tmp_path):
+    skip_standalone_conversion()
     model = harness.mlp("sgd")
     la = inject(model, k=2)
     la.remove()
@@ -94,6 +101,7 @@ def test_converts_after_remove(tmp_path):
 
 def test_plain_model_trains_in_the_estimator(tmp_path):
     """The wrapper hands plain calls on unchanged: the estimator trains as plain SGD."""
+    skip_standalone_conversion()
     inject(harness.mlp("sgd"), k=2)
     start = harness.start_weights()
     model = harness.mlp("sgd", start)

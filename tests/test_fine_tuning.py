@@ -22,14 +22,12 @@ SCHEDULES = {
 STEPS_PER_PHASE = (4, 5, 4)     # k=3: syncs fall inside phases and across their borders
 
 
-def numpy_optimizer(opt, lr):
-    return {"sgd": lambda: reference.SGD(lr), "momentum": lambda: reference.SGD(lr, momentum=0.9),
-            "adam": lambda: reference.Adam(lr)}[opt]()
-
-
 def keras_optimizer(opt, lr):
     optimizer = harness.optimizer(opt)
-    return type(optimizer).from_config(dict(optimizer.get_config(), learning_rate=lr))
+    config = optimizer.get_config()
+    # Standalone Keras 2.2 names the learning rate "lr" in its config.
+    config["lr" if "lr" in config else "learning_rate"] = lr
+    return type(optimizer).from_config(config)
 
 
 def set_trainable(model, trained):
@@ -40,6 +38,12 @@ def set_trainable(model, trained):
 @pytest.mark.parametrize("schedule", sorted(SCHEDULES))
 @pytest.mark.parametrize("opt", sorted(reference.OPTIMIZERS))
 def test_changing_the_trainable_set_matches_numpy_lookahead(schedule, opt, execution):
+    if opt == "adam":
+        # See reference.STANDALONE_KERAS_OPTIMIZERS: one thread orders the race per graph,
+        # and here each compile makes a new graph (2.3.1 corrects step n with t = n here).
+        harness.skip_standalone("Adam reads `iterations` unordered with its own increment: "
+                                "whether step n corrects with t = n or n + 1 changes with "
+                                "each compile, so no numpy reference can follow it")
     x, y = harness.data()
     batches = harness.epoch_batches(x, y)
     phases = SCHEDULES[schedule]
@@ -56,7 +60,7 @@ def test_changing_the_trainable_set_matches_numpy_lookahead(schedule, opt, execu
         for bx, by in steps:
             model.train_on_batch(bx, by)
             got.append(model.get_weights())
-        numpy_phases.append((numpy_optimizer(opt, lr), trained,
+        numpy_phases.append((reference.OPTIMIZERS[opt](lr), trained,
                              [(bx.astype(np.float64), by.astype(np.float64)) for bx, by in steps]))
     want = reference.mlp_phases_trajectory(harness.start_weights(), numpy_phases, k=3, alpha=0.5)
     harness.assert_trajectories_equal(got, want)

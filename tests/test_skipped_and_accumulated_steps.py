@@ -8,7 +8,7 @@ import harness
 import reference
 from lookahead_inject import inject
 
-layers = tf.keras.layers
+layers = harness.keras.layers
 
 # k=5 over 4 accumulated batches syncs after batches 20 and 40; 14 epochs of 3 batches
 # reach both.
@@ -80,6 +80,8 @@ def loss_scaled_optimizer(request):
     """A compile() optimizer argument whose loss scaler skips non-finite steps."""
     if LOSS_SCALING[request.param]:
         pytest.skip(LOSS_SCALING[request.param])
+    harness.skip_standalone("has no loss scaling: the loss-scale optimizers wrap tf.keras or "
+                            "tf.train optimizers, which a standalone Keras model cannot take")
     mixed_precision = tf.keras.mixed_precision
     if request.param == "mixed_float16_policy":
         # set_global_policy from TF 2.4; experimental.set_policy in TF 2.0 - 2.3.
@@ -100,8 +102,9 @@ def loss_scaled_optimizer(request):
 
 
 def test_loss_scale_skipped_step_is_not_a_lookahead_step(loss_scaled_optimizer):
-    model = tf.keras.Sequential([layers.Dense(8, activation="tanh", input_shape=(harness.N_IN,)),
-                                 layers.Dense(1, dtype="float32")])
+    model = harness.keras.Sequential([
+        layers.Dense(8, activation="tanh", input_shape=(harness.N_IN,)),
+        layers.Dense(1, dtype="float32")])
     model.compile(optimizer=loss_scaled_optimizer, loss="mse")
     la = inject(model, k=2, alpha=0.0)
     start = model.get_weights()

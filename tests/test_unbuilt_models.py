@@ -11,7 +11,7 @@ import reference
 from lookahead_inject import ModelNotReadyError, inject
 from test_trajectory import expected
 
-layers = tf.keras.layers
+layers = harness.keras.layers
 
 
 def initializer(value):
@@ -28,7 +28,7 @@ def dense_layers():
             layers.Dense(1, kernel_initializer=initializer(w2), bias_initializer=initializer(b2))]
 
 
-class Subclassed(tf.keras.Model):
+class Subclassed(harness.keras.Model):
     def __init__(self):
         super(Subclassed, self).__init__()
         self.hidden, self.out = dense_layers()
@@ -38,7 +38,7 @@ class Subclassed(tf.keras.Model):
 
 
 def sequential_without_input_shape():
-    return tf.keras.Sequential(dense_layers())
+    return harness.keras.Sequential(dense_layers())
 
 
 BUILDS = {"sequential_without_input_shape": sequential_without_input_shape,
@@ -83,7 +83,7 @@ def test_a_model_with_nothing_trainable_once_built_is_refused_at_its_first_step(
         pytest.skip("Keras 3 (TF 2.16+) does not call the optimizer for a model without "
                     "trainable weights (it warns), so there is no step to refuse")
     x, y = harness.data()
-    model = tf.keras.Sequential([layers.Dense(1, trainable=False)])
+    model = harness.keras.Sequential([layers.Dense(1, trainable=False)])
     model.compile(optimizer=harness.optimizer("sgd"), loss="mse")
     inject(model)
     with pytest.raises(ModelNotReadyError) as error:

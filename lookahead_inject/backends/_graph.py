@@ -39,6 +39,13 @@ def engine_backend(model):
         "bases). inject() takes a compiled tf.keras Model.".format(type(model).__name__))
 
 
+def keras_graph(K):
+    """The graph Keras builds its models in."""
+    # Standalone Keras 2.2 / 2.3 have no K.get_graph: they build in TF's default graph.
+    get_graph = getattr(K, "get_graph", None)
+    return get_graph() if get_graph else tf.compat.v1.get_default_graph()
+
+
 class _Store(object):
     """Slow copies as Keras variables of the model's graph; values moved by session runs.
 
@@ -90,7 +97,7 @@ def attach(model, k, alpha, build_train_function, checkpoint=True):
     """
     K = engine_backend(model)
     # A model without weights yet (built by its first fit) lives in Keras' graph.
-    graph = model.weights[0].graph if getattr(model, "built", True) and model.weights else K.get_graph()
+    graph = model.weights[0].graph if getattr(model, "built", True) and model.weights else keras_graph(K)
     with graph.as_default():
         step = K.variable(0, dtype="int64", name="lookahead_step")
     checkpointed = Checkpointed(model, step)
