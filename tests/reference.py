@@ -37,6 +37,9 @@ class SGD(object):
         self.velocity = [self.momentum * v - self.lr * g for v, g in zip(self.velocity, grads)]
         return [p + v for p, v in zip(params, self.velocity)]
 
+    def reset(self):
+        self.velocity = None
+
 
 class Adam(object):
     """Keras Adam: p <- p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)."""
@@ -55,6 +58,10 @@ class Adam(object):
         lr_t = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
         return [p - lr_t * m / (np.sqrt(v) + self.eps) for p, m, v in zip(params, self.m, self.v)]
 
+    def reset(self):
+        """Moments back to zero; the count t (bias correction) goes on, as Keras' iterations."""
+        self.m = self.v = None
+
 
 OPTIMIZERS = {
     "sgd": lambda: SGD(0.1),
@@ -65,16 +72,29 @@ OPTIMIZERS = {
 
 class LookaheadSim(object):
     """Algorithm 1: slow <- fast at the first step; after steps k, 2k, ...:
-    slow <- slow + alpha (fast - slow), fast <- slow. The inner optimizer keeps its state."""
+    slow <- slow + alpha (fast - slow), fast <- slow. At a sync the inner ``optimizer``
+    keeps its state ("keep"), has it reset ("reset"), or has its SGD velocity pulled
+    back: v <- alpha v + (1 - alpha) v_cached, v_cached <- copy(v), v_cached from 0
+    ("pullback")."""
 
-    def __init__(self, k, alpha):
+    def __init__(self, k, alpha, optimizer_state="keep", optimizer=None):
         self.k, self.alpha, self.step, self.slow = k, alpha, 0, None
+        self.optimizer_state, self.optimizer, self.cached_velocity = optimizer_state, optimizer, None
 
     def after_fast_step(self, fast):
         self.step += 1
         if self.step % self.k:
             return fast
         self.slow = [s + self.alpha * (f - s) for s, f in zip(self.slow, fast)]
+        if self.optimizer_state == "reset":
+            self.optimizer.reset()
+        elif self.optimizer_state == "pullback":
+            velocity = self.optimizer.velocity
+            if self.cached_velocity is None:
+                self.cached_velocity = [np.zeros_like(v) for v in velocity]
+            self.optimizer.velocity = [self.alpha * v + (1 - self.alpha) * c
+                                       for v, c in zip(velocity, self.cached_velocity)]
+            self.cached_velocity = [np.copy(v) for v in self.optimizer.velocity]
         return [np.copy(s) for s in self.slow]
 
     def force_sync(self, fast):
@@ -89,11 +109,12 @@ class LookaheadSim(object):
             self.slow = [np.copy(f) for f in fast]
 
 
-def mlp_trajectory(params, batches, optimizer, k, alpha, force_sync_after=()):
-    """Weights after each step of ``optimizer`` + Lookahead(k, alpha) on the MLP
-    (with extra syncs after the steps in ``force_sync_after``)."""
+def mlp_trajectory(params, batches, optimizer, k, alpha, force_sync_after=(),
+                   optimizer_state="keep"):
+    """Weights after each step of ``optimizer`` + Lookahead(k, alpha, optimizer_state)
+    on the MLP (with extra syncs after the steps in ``force_sync_after``)."""
     params = [np.asarray(p, np.float64) for p in params]
-    lookahead, out = LookaheadSim(k, alpha), []
+    lookahead, out = LookaheadSim(k, alpha, optimizer_state, optimizer), []
     for step, (x, y) in enumerate(batches, 1):
         lookahead.before_fast_step(params)
         params = optimizer.step(params, mlp_grads(params, x, y))

@@ -28,6 +28,8 @@ class Attachment(object):
         holder = tf.Module(name=CHECKPOINT_NAME)
         holder.slow_weights = list(variables.slow)
         holder.step = variables.step
+        if variables.momentum_cache:     # optimizer_state="pullback" (keeps old checkpoints' keys)
+            holder.momentum_cache = list(variables.momentum_cache)
         self._track(holder)
 
     def detach(self):

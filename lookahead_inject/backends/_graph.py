@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from ..errors import ModelNotReadyError
 from ._attachment import Attachment
-from ._sync import LookaheadVariables, slow_name
+from ._optimizer_state import PULLBACK
+from ._sync import LookaheadVariables, cache_name, slow_name
 
 
 def engine_backend(model):
@@ -37,7 +38,7 @@ def engine_backend(model):
         "bases). inject() takes a compiled tf.keras Model.".format(type(model).__name__))
 
 
-def create_variables(model, K, k, alpha):
+def create_variables(model, K, k, alpha, optimizer_state="keep"):
     """Slow copies and the step counter, as Keras variables of the model's graph.
 
     They start as zeros, not as ``K.variable(p)``: the blog's initial value read
@@ -46,15 +47,20 @@ def create_variables(model, K, k, alpha):
     are filled from the fast weights by the first training step instead.
     """
     fast = list(model.trainable_weights)
+
+    def zeros_like(w, name):
+        return K.variable(np.zeros(_shape(w), dtype=w.dtype.base_dtype.as_numpy_dtype),
+                          dtype=w.dtype.base_dtype, name=name)
+
     with fast[0].graph.as_default():
-        slow = [K.variable(np.zeros(_shape(w), dtype=w.dtype.base_dtype.as_numpy_dtype),
-                           dtype=w.dtype.base_dtype, name=slow_name(w))
-                for w in fast]
+        slow = [zeros_like(w, slow_name(w)) for w in fast]
+        cache = [zeros_like(w, cache_name(w)) for w in fast] if optimizer_state == PULLBACK else []
         step = K.variable(0, dtype="int64", name="lookahead_step")
-    return LookaheadVariables(fast, slow, step, k, alpha)
+    return LookaheadVariables(fast, slow, step, k, alpha, optimizer_state=optimizer_state,
+                              momentum_cache=cache)
 
 
-def attach(model, k, alpha, build_train_function):
+def attach(model, k, alpha, build_train_function, optimizer_state="keep"):
     """Route every (re)build of the model's train function through ``build_train_function``.
 
     ``build_train_function(model, K, training_updates)`` mirrors its TF
@@ -63,7 +69,7 @@ def attach(model, k, alpha, build_train_function):
     Lookahead sync) and ``set_train_function``.
     """
     K = engine_backend(model)
-    variables = create_variables(model, K, k, alpha)
+    variables = create_variables(model, K, k, alpha, optimizer_state)
 
     def training_updates():
         return updates_with_lookahead(model, variables)
@@ -115,7 +121,7 @@ def updates_with_lookahead(model, variables):
     params = model._collected_trainable_weights
     variables.check_covers(params)
     updates = [_as_op(u) for u in model.optimizer.get_updates(params=params, loss=model.total_loss)]
-    return updates + [variables.sync_op(after=updates)]
+    return updates + [variables.sync_op(after=updates, optimizer=model.optimizer)]
 
 
 def feed_inputs(model, K):

@@ -18,10 +18,11 @@ import tensorflow as tf
 
 from ..errors import ModelNotReadyError
 from ._attachment import Attachment
-from ._sync import LookaheadVariables, slow_name
+from ._optimizer_state import PULLBACK
+from ._sync import LookaheadVariables, cache_name, slow_name
 
 
-def create_variables(fast, k, alpha, strategy, handed_to_optimizer=None):
+def create_variables(fast, k, alpha, strategy, handed_to_optimizer=None, optimizer_state="keep"):
     """Slow copies (dtype and device of their fast weight) and the step counter.
 
     Created eagerly at inject time, in the model's distribution strategy scope
@@ -31,16 +32,20 @@ def create_variables(fast, k, alpha, strategy, handed_to_optimizer=None):
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with tf.init_scope(), scope:
         distributed = tf.distribute.has_strategy()     # False for the default strategy
-        slow = []
+        slow, cache = [], []
         for weight in fast:
             # A strategy places its own copies; on one device a copy sits by its weight.
             device = tf.device(weight.device) if not distributed else contextlib.nullcontext()
             with device:
                 slow.append(tf.Variable(tf.zeros(weight.shape, weight.dtype), trainable=False,
                                         name=slow_name(weight)))
+                if optimizer_state == PULLBACK:
+                    cache.append(tf.Variable(tf.zeros(weight.shape, weight.dtype),
+                                             trainable=False, name=cache_name(weight)))
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="lookahead_step",
                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    return LookaheadVariables(fast, slow, step, k, alpha, handed_to_optimizer)
+    return LookaheadVariables(fast, slow, step, k, alpha, handed_to_optimizer,
+                              optimizer_state=optimizer_state, momentum_cache=cache)
 
 
 def check_not_hooked(optimizer, method, innermost):
@@ -83,7 +88,7 @@ class OptimizerHook(object):
             # Inside a tf.function automatic control dependencies run stateful ops in
             # program order; Keras 3 returns a KerasVariable here, which cannot be a
             # control input (TypeError), so none is passed.
-            variables.sync_op()
+            variables.sync_op(optimizer=target)
             return result
 
         setattr(target, self.method, apply_with_lookahead)

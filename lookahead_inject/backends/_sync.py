@@ -15,6 +15,8 @@ variables are created; nothing here knows which TF version runs.
 
 import tensorflow as tf
 
+from . import _optimizer_state
+
 
 class LookaheadVariables(object):
     """One model's Lookahead state: a slow copy of each fast weight and a step counter.
@@ -25,7 +27,8 @@ class LookaheadVariables(object):
     so weights loaded or set after ``inject`` are the start point.
     """
 
-    def __init__(self, fast, slow, step, k, alpha, handed_to_optimizer=None):
+    def __init__(self, fast, slow, step, k, alpha, handed_to_optimizer=None,
+                 optimizer_state=_optimizer_state.KEEP, momentum_cache=()):
         self.fast = list(fast)
         self.slow = list(slow)
         self.step = step
@@ -33,7 +36,12 @@ class LookaheadVariables(object):
         self.alpha = alpha
         # The objects the optimizer is given for the fast weights (Keras 3 hands it
         # KerasVariables that wrap the tf.Variables in ``fast``).
-        self._known = set(id(v) for v in (handed_to_optimizer or self.fast))
+        self.handed = list(handed_to_optimizer or self.fast)
+        self._known = set(id(v) for v in self.handed)
+        # What the sync does to the optimizer's state (_optimizer_state), and for
+        # "pullback" one momentum copy per fast weight (zeros until the first sync).
+        self.optimizer_state = optimizer_state
+        self.momentum_cache = list(momentum_cache)
 
     def check_covers(self, params):
         """Refuse to train ``params`` that have no slow copy (made trainable after inject)."""
@@ -52,22 +60,26 @@ class LookaheadVariables(object):
             return _grouped([s.assign(f) for f, s in zip(self.fast, self.slow)])
         return _once_for_all_replicas(lambda: _if(tf.equal(self.step.read_value(), 0), start))
 
-    def sync_op(self, after=()):
+    def sync_op(self, after=(), optimizer=None):
         """After a fast step: count it, and on every k-th step pull fast and slow together.
 
         ``after`` are the ops of the fast step (graph mode); inside a
         ``tf.function`` or eagerly, program order already sequences the ops.
+        ``optimizer`` took the step; its state is treated as ``optimizer_state`` says.
         """
         def count_and_sync():
             step = _updated(self.step.assign_add(1), self.step)
             # The phase in the cycle is the branch index: 0 syncs, any other does nothing.
             phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
-            return tf.switch_case(phase, [self._pull_together], default=_nothing)
+            return tf.switch_case(phase, [lambda: self._pull_together(optimizer)],
+                                  default=_nothing)
         with tf.control_dependencies(list(after)):
             return _once_for_all_replicas(count_and_sync)
 
-    def _pull_together(self):
-        assigns = []
+    def _pull_together(self, optimizer=None):
+        # The optimizer's slots are independent of the weights, so their ops need no order.
+        assigns = _optimizer_state.sync_ops(self.optimizer_state, optimizer, self.handed,
+                                            self.alpha, self.momentum_cache)
         for fast, slow in zip(self.fast, self.slow):
             alpha = tf.cast(self.alpha, tf.as_dtype(slow.dtype).base_dtype)
             # In place: slow += alpha (fast - slow) is one temporary and one update of
@@ -79,6 +91,11 @@ class LookaheadVariables(object):
 def slow_name(weight):
     """A variable name for the slow copy of ``weight`` ("dense/kernel:0" -> "dense_kernel")."""
     return "lookahead_slow_" + weight.name.split(":")[0].replace("/", "_")
+
+
+def cache_name(weight):
+    """A variable name for the momentum copy of ``weight`` (optimizer_state="pullback")."""
+    return "lookahead_momentum_" + weight.name.split(":")[0].replace("/", "_")
 
 
 def _once_for_all_replicas(fn):

@@ -36,13 +36,14 @@ def check(model):
     _optimizer_hook.check_not_hooked(model.optimizer, METHOD, innermost)
 
 
-def attach(model, k, alpha):
+def attach(model, k, alpha, optimizer_state="keep"):
     keras_variables = list(model.trainable_variables)
     # KerasVariable.value is the backing tf.Variable outside an autocast scope,
     # which is where inject runs; the sync's tf ops need tf.Variables.
     fast = [v.value for v in keras_variables]
     variables = _optimizer_hook.create_variables(
-        fast, k, alpha, model.distribute_strategy, handed_to_optimizer=keras_variables)
+        fast, k, alpha, model.distribute_strategy, handed_to_optimizer=keras_variables,
+        optimizer_state=optimizer_state)
     return _optimizer_hook.attach(model, variables, METHOD, innermost, _trained_variables, _retrace)
 
 

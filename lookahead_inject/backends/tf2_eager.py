@@ -36,9 +36,10 @@ def check(model):
     _optimizer_hook.check_not_hooked(model.optimizer, METHOD, innermost)
 
 
-def attach(model, k, alpha):
+def attach(model, k, alpha, optimizer_state="keep"):
     fast = list(model.trainable_weights)
-    variables = _optimizer_hook.create_variables(fast, k, alpha, _strategy(model))
+    variables = _optimizer_hook.create_variables(fast, k, alpha, _strategy(model),
+                                                 optimizer_state=optimizer_state)
     return _optimizer_hook.attach(model, variables, METHOD, innermost, _trained_variables, _retrace)
 
 

@@ -1,0 +1,191 @@
+"""optimizer_state: what a sync does to the optimizer's own state ("keep", "reset", "pullback").
+
+Each option against its numpy reference (reference.LookaheadSim), step by step to 1e-5;
+refusals at inject; the choice and the momentum copies in the state, across processes.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import harness
+import reference
+from lookahead_inject import InvalidArgumentError, Lookahead, ModelNotReadyError, inject
+from test_trajectory import expected
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# k not dividing the 3 steps of an epoch, k dividing it, alpha=0, and k=1 (a sync every step).
+K_ALPHA = [(5, 0.5), (3, 0.5), (2, 0.0), (1, 0.8)]
+CASES = [("reset", opt) for opt in sorted(reference.OPTIMIZERS)] + [("pullback", "momentum")]
+
+
+def run(option, opt, k, alpha, execution=None, api="fit"):
+    x, y = harness.data()
+    model = harness.mlp(opt, harness.start_weights(), execution)
+    inject(model, k=k, alpha=alpha, optimizer_state=option)
+    return harness.train(model, api, x, y)
+
+
+@pytest.mark.parametrize("option,opt", CASES)
+@pytest.mark.parametrize("k,alpha", K_ALPHA)
+def test_every_step_matches_numpy_reference(option, opt, k, alpha, execution):
+    harness.assert_trajectories_equal(run(option, opt, k, alpha, execution),
+                                      expected(opt, k, alpha, *harness.data(),
+                                               optimizer_state=option))
+
+
+@pytest.mark.parametrize("option,opt", CASES)
+def test_train_on_batch_matches_numpy_reference(option, opt):
+    harness.assert_trajectories_equal(run(option, opt, 3, 0.5, api="train_on_batch"),
+                                      expected(opt, 3, 0.5, *harness.data(),
+                                               optimizer_state=option))
+
+
+@pytest.mark.parametrize("option,opt", [("reset", "momentum"), ("reset", "adam"),
+                                        ("pullback", "momentum")])
+def test_the_option_changes_the_trajectory(option, opt):
+    # Guards the comparisons above against an option that silently does nothing.
+    x, y = harness.data()
+    keep = expected(opt, 3, 0.5, x, y)
+    got = run(option, opt, 3, 0.5)
+    assert not np.allclose(got[-1][0], keep[-1][0], atol=1e-4)
+
+
+def test_the_authors_reference_bug_is_not_reproduced():
+    # Their code keeps the live buffer as the cache: from the second sync on that is
+    # buf <- alpha (2 - alpha) buf. With a copy the trajectory differs from it.
+    x, y = harness.data()
+    got = run("pullback", "momentum", 2, 0.5)
+    batches = harness.epoch_batches(x.astype(np.float64), y.astype(np.float64))
+    params, sgd = [np.asarray(p, np.float64) for p in harness.start_weights()], reference.SGD(0.05, 0.9)
+    slow, cache_is_buffer = [np.copy(p) for p in params], False
+    for step, (bx, by) in enumerate(batches, 1):
+        params = sgd.step(params, reference.mlp_grads(params, bx, by))
+        if step % 2 == 0:
+            slow = [s + 0.5 * (f - s) for s, f in zip(slow, params)]
+            params = [np.copy(s) for s in slow]
+            factor = 0.5 * (2 - 0.5) if cache_is_buffer else 0.5
+            sgd.velocity = [factor * v for v in sgd.velocity]
+            cache_is_buffer = True
+    assert not np.allclose(got[-1][0], params[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_pullback_is_refused_without_sgd_momentum(opt):
+    model = harness.mlp(opt)
+    with pytest.raises(ModelNotReadyError, match="momentum > 0"):
+        inject(model, optimizer_state="pullback")
+    inject(model)           # nothing was changed: a plain inject still works
+
+
+def test_reset_is_refused_for_an_optimizer_whose_state_does_not_start_at_zero():
+    module = tf.keras.optimizers
+    if harness.GRAPH and hasattr(module, "legacy"):
+        module = module.legacy
+    model = harness.mlp(module.Adagrad(learning_rate=0.1))
+    with pytest.raises(ModelNotReadyError, match="optimizer_state='keep'"):
+        inject(model, optimizer_state="reset")
+
+
+@pytest.mark.parametrize("bad", ["none", "Reset", None, 1])
+def test_an_unknown_option_is_refused_with_the_choices(bad):
+    with pytest.raises(InvalidArgumentError, match="'keep'.*'reset'.*'pullback'"):
+        Lookahead(k=3, alpha=0.5, optimizer_state=bad)
+
+
+def test_the_blog_form_takes_the_option_too():
+    model = harness.mlp("momentum", harness.start_weights())
+    la = Lookahead(3, 0.5, optimizer_state="pullback").inject(model)
+    assert la.optimizer_state == "pullback"
+    x, y = harness.data()
+    harness.assert_trajectories_equal(
+        harness.train(model, "fit", x, y),
+        expected("momentum", 3, 0.5, x, y, optimizer_state="pullback"))
+
+
+@pytest.mark.parametrize("option", ["keep", "reset", "pullback"])
+def test_get_state_records_the_option(option):
+    model = harness.mlp("momentum", harness.start_weights())
+    la = inject(model, k=3, alpha=0.5, optimizer_state=option)
+    x, y = harness.data()
+    for bx, by in harness.epoch_batches(x, y)[:4]:
+        model.train_on_batch(bx, by)
+    got = la.get_state()
+    assert got["optimizer_state"] == option
+    assert len(got["momentum_cache"]) == (4 if option == "pullback" else 0)
+
+
+@pytest.mark.parametrize("saved,loading", [("keep", "reset"), ("pullback", "keep"),
+                                           ("reset", "pullback")])
+def test_load_refuses_a_file_written_with_another_option(saved, loading, tmp_path):
+    la = inject(harness.mlp("momentum"), k=3, alpha=0.5, optimizer_state=saved)
+    la.save(str(tmp_path / "state"))
+    other = inject(harness.mlp("momentum"), k=3, alpha=0.5, optimizer_state=loading)
+    with pytest.raises(InvalidArgumentError, match="optimizer_state='{}'".format(saved)):
+        other.load(str(tmp_path / "state"))
+
+
+def test_set_state_continues_pullback_exactly():
+    x, y = harness.data()
+    batches = harness.epoch_batches(x, y)
+    model = harness.mlp("momentum", harness.start_weights())
+    la = inject(model, k=3, alpha=0.5, optimizer_state="pullback")
+    for bx, by in batches[:4]:
+        model.train_on_batch(bx, by)
+    # A twin with the same weights and optimizer slots but the cache only from the state.
+    twin = harness.mlp("momentum", model.get_weights())
+    twin_la = inject(twin, k=3, alpha=0.5, optimizer_state="pullback")
+    twin.train_on_batch(*batches[0])        # builds its optimizer's slots
+    harness.set_values(twin.trainable_weights, harness.get_values(model.trainable_weights))
+    harness.set_values(_slots(twin), harness.get_values(_slots(model)))
+    twin_la.set_state(la.get_state())
+    for bx, by in batches[4:9]:
+        model.train_on_batch(bx, by)
+        twin.train_on_batch(bx, by)
+    harness.assert_trajectories_equal([twin.get_weights()], [model.get_weights()], atol=1e-6)
+
+
+def _slots(model):
+    from lookahead_inject.backends import _optimizer_state
+    trained = model.trainable_variables if harness.KERAS_3 else model.trainable_weights
+    return [s for slots in _optimizer_state._slots(model.optimizer, trained) for s in slots]
+
+
+def resume_formats():
+    # Formats that hold the optimizer's momentum too (an .h5 file holds weights only).
+    return ["checkpoint"] if harness.KERAS_3 else (["tf_weights"] if harness.GRAPH
+                                                   else ["tf_weights", "checkpoint"])
+
+
+def resume(fmt, option, tmp_path):
+    mode = "graph" if harness.GRAPH else "eager"
+    for phase in ("first", "second"):
+        subprocess.run([sys.executable, os.path.join(HERE, "resume_worker.py"), mode, fmt,
+                        "momentum", phase, str(tmp_path), option],
+                       cwd=HERE, check=True, timeout=300)
+
+
+@pytest.mark.parametrize("fmt", resume_formats())
+@pytest.mark.parametrize("option", ["reset", "pullback"])
+def test_resume_in_a_fresh_process_is_exact(fmt, option, tmp_path):
+    resume(fmt, option, tmp_path)
+    with np.load(str(tmp_path / "final.npz")) as final:
+        got = [final["arr_{}".format(i)] for i in range(4)]
+        assert int(final["step"]) == 9
+    want = expected("momentum", 3, 0.5, *harness.data(), steps=9, optimizer_state=option)[-1]
+    harness.assert_trajectories_equal([got], [want], atol=1e-6)
+
+
+def test_the_state_file_carries_the_momentum_copies_to_a_fresh_process(tmp_path):
+    resume("h5_and_state_file", "pullback", tmp_path)
+    with np.load(str(tmp_path / "cache_saved.npz")) as saved, \
+            np.load(str(tmp_path / "cache_loaded.npz")) as loaded:
+        assert len(saved.files) == 4
+        assert any(np.abs(saved[name]).max() > 0 for name in saved.files)   # after a sync
+        for name in saved.files:
+            np.testing.assert_array_equal(loaded[name], saved[name])
