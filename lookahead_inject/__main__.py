@@ -33,7 +33,8 @@ def demo(args, echo=print):
     try:
         demo_module.run(epochs=args.epochs, seeds=args.seeds, learning_rates=args.lrs,
                         k=args.k, alpha=args.alpha, verbose=1 if args.verbose else 0,
-                        plot=args.plot, echo=echo)
+                        plot=args.plot, echo=echo, optimizer_state=args.optimizer_state,
+                        momentum=args.momentum)
     except LookaheadError as error:
         echo(str(error))
         return 1
@@ -63,6 +64,11 @@ def parser():
                              metavar="LR", help="learning rates (default: 0.03 0.1 0.3 1.0)")
     demo_parser.add_argument("--k", type=int, default=5)
     demo_parser.add_argument("--alpha", type=float, default=0.5)
+    demo_parser.add_argument("--optimizer-state", choices=("keep", "reset", "pullback"),
+                             default="keep", help="what a sync does to SGD's momentum "
+                             "(inject's optimizer_state; reset and pullback need --momentum)")
+    demo_parser.add_argument("--momentum", type=float, default=0.0,
+                             help="SGD momentum, for both columns (default 0)")
     demo_parser.add_argument("--plot", metavar="FILE.png", help="write the curves (matplotlib)")
     demo_parser.add_argument("--verbose", action="store_true", help="show Keras' progress bar")
     commands.add_parser("selftest", help="check Lookahead against numpy in every mode of the "

@@ -101,6 +101,11 @@ def sync_ops(option, optimizer, trained, alpha, cache=()):
         for buf in weight_slots:         # SGD's only slot is its momentum
             a = tf.cast(alpha, buf.dtype.base_dtype)
             pulled = buf.assign(a * buf + (1 - a) * cached)
+            # Under a strategy TF 2.0-2.2 return per-replica values from a mirrored
+            # update, which assign cannot take: read the buffer again (a tf.function
+            # orders the read after the update), as _sync._updated does.
+            if getattr(tf.distribute, "has_strategy", lambda: False)():
+                pulled = buf.read_value()
             ops.append(cached.assign(pulled))
     return ops
 
