@@ -240,3 +240,26 @@ def test_mirrored_two_replicas_match_numpy_reference(option, opt):
     for variable in la._attachment.variables.momentum_cache:
         first, second = [np.array(v.numpy()) for v in strategy.experimental_local_results(variable)]
         np.testing.assert_array_equal(first, second)
+
+
+def run_demo(*argv):
+    from lookahead_inject import __main__ as cli
+    pytest.importorskip("sklearn", reason="scikit-learn is installed only in the TF 2.15 and "
+                                          "TF 2.21 Keras 3 tox envs (the demo extra)")
+    lines = []
+    code = cli.demo(cli.parser().parse_args(["demo"] + list(argv)), echo=lines.append)
+    return code, "\n".join(lines)
+
+
+def test_demo_runs_with_an_optimizer_state():
+    code, out = run_demo("--epochs", "1", "--seeds", "1", "--lrs", "0.1", "--momentum", "0.9",
+                         "--optimizer-state", "reset")
+    assert code == 0
+    assert "optimizer_state='reset'" in out and "momentum 0.9" in out
+    assert [l for l in out.splitlines() if l.strip().startswith("0.1 |")]
+
+
+def test_demo_refuses_pullback_without_momentum_and_says_the_fix():
+    code, out = run_demo("--epochs", "1", "--seeds", "1", "--lrs", "0.1",
+                         "--optimizer-state", "pullback")
+    assert code == 1 and "--momentum 0.9" in out
