@@ -263,3 +263,14 @@ def test_demo_refuses_pullback_without_momentum_and_says_the_fix():
     code, out = run_demo("--epochs", "1", "--seeds", "1", "--lrs", "0.1",
                          "--optimizer-state", "pullback")
     assert code == 1 and "--momentum 0.9" in out
+
+
+def test_compile_with_an_optimizer_that_cannot_pull_back_is_refused():
+    # Eager backends refuse at compile (the hook moves to the new optimizer there);
+    # graph backends when the train function is rebuilt, at the next step.
+    model = harness.mlp("momentum", harness.start_weights())
+    inject(model, k=3, alpha=0.5, optimizer_state="pullback")
+    x, y = harness.data()
+    with pytest.raises(ModelNotReadyError, match="pullback.*Adam"):
+        model.compile(optimizer=harness.optimizer("adam"), loss="mse")
+        model.train_on_batch(x[:16], y[:16])

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from ..errors import ModelNotReadyError
 from ._attachment import Attachment
+from . import _optimizer_state
 from ._optimizer_state import PULLBACK
 from ._sync import LookaheadVariables, cache_name, slow_name
 
@@ -120,6 +121,8 @@ def updates_with_lookahead(model, variables):
     """The optimizer's updates of the compiled trainable weights, followed by the sync."""
     params = model._collected_trainable_weights
     variables.check_covers(params)
+    # compile() after inject may have brought an optimizer the option has no meaning for.
+    _optimizer_state.check(model.optimizer, variables.optimizer_state)
     updates = [_as_op(u) for u in model.optimizer.get_updates(params=params, loss=model.total_loss)]
     return updates + [variables.sync_op(after=updates, optimizer=model.optimizer)]
 

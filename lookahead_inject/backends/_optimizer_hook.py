@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from ..errors import ModelNotReadyError
 from ._attachment import Attachment
+from . import _optimizer_state
 from ._optimizer_state import PULLBACK
 from ._sync import LookaheadVariables, cache_name, slow_name
 
@@ -93,6 +94,11 @@ class OptimizerHook(object):
 
         setattr(target, self.method, apply_with_lookahead)
         self.hooked = target
+        # After compile() with a new optimizer: refuse here, in plain Python, an
+        # optimizer_state it has no meaning for (inside the traced step the same error
+        # would come wrapped in autograph's StagingError). The hook stays, so training
+        # on regardless fails there too instead of running without Lookahead.
+        _optimizer_state.check(self.model.optimizer, variables.optimizer_state)
 
     def unhook(self):
         if self.hooked is not None:

@@ -55,7 +55,9 @@ def innermost(optimizer):
 
 
 def check(optimizer, option):
-    """Refuse, at inject, an option this optimizer has no meaning for."""
+    """Refuse an option this optimizer has no meaning for: at inject, and again when
+    compile() brings another optimizer (Python side: Keras 3's get_config fails
+    inside a traced step)."""
     if option == KEEP:
         return
     optimizer = innermost(optimizer)
@@ -98,6 +100,12 @@ def sync_ops(option, optimizer, trained, alpha, cache=()):
                 for weight_slots in slots for slot in weight_slots]
     ops = []
     for weight_slots, cached in zip(slots, cache):
+        if len(weight_slots) > 1:
+            # check() refused this optimizer at inject / compile; training went on anyway.
+            raise ModelNotReadyError(
+                "optimizer_state='pullback' needs SGD with momentum; {} keeps {} buffers "
+                "per weight. Compile with SGD(momentum=...) again, or inject with another "
+                "optimizer_state.".format(type(optimizer).__name__, len(weight_slots)))
         for buf in weight_slots:         # SGD's only slot is its momentum
             a = tf.cast(alpha, buf.dtype.base_dtype)
             pulled = buf.assign(a * buf + (1 - a) * cached)
@@ -161,8 +169,15 @@ def _slots(optimizer, trained):
         if (isinstance(value, list) and id(value) not in excluded and len(value) == size
                 and size and all(v is None or id(v) in own for v in value)):
             lists.append(value)
-    return [[_tf_variable(lst[index(weight)]) for lst in lists if lst[index(weight)] is not None]
-            for weight in trained]
+    out = []
+    for weight in trained:
+        try:
+            i = index(weight)
+        except KeyError:          # a weight this optimizer was not built on has no state
+            out.append([])
+            continue
+        out.append([_tf_variable(lst[i]) for lst in lists if lst[i] is not None])
+    return out
 
 
 def _tf_variable(variable):
