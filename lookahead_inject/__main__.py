@@ -18,14 +18,31 @@ def info(args, echo=print):
         echo("supported:\n" + supported_summary())
         return 1
     echo("tensorflow     {}".format(found["tensorflow"]))
-    echo("keras          {} {}".format(found["keras"], found["keras_version"] or ""))
+    echo("keras          {}  (tf.keras)".format(found["keras_label"]))
     echo("mode           {}".format(found["mode"]))
     echo("backend        {}  ({})".format(found["backend"], why(environment, found["backend"])))
+    _standalone_keras(environment, echo)
     echo("tf.distribute  {}".format(found["distribute"]))
     echo("state rides in {}".format("; ".join(found["checkpoints"])))
     echo("               and la.save(path) / la.load(path) everywhere")
     echo("supported:\n" + supported_summary())
     return 0
+
+
+def _standalone_keras(environment, echo):
+    """The backend a model built by standalone ``import keras`` gets, if that Keras is here."""
+    from .dispatch import choose_backend, why
+    from .environment import KERAS_STANDALONE, installed_standalone_keras, keras_label
+    version = installed_standalone_keras(environment.tf_version)
+    if version is None:
+        return
+    standalone = environment._replace(keras=KERAS_STANDALONE, keras_version=version)
+    label = keras_label(KERAS_STANDALONE, version)
+    try:
+        echo("import keras   {}: its models get backend {}  ({})".format(
+            label, choose_backend(standalone), why(standalone, choose_backend(standalone))))
+    except LookaheadError as error:
+        echo("import keras   {}: its models are refused: {}".format(label, error))
 
 
 def demo(args, echo=print):

@@ -1,7 +1,9 @@
 """The dispatch table: which backend module serves which TensorFlow.
 
-A row is (backend, TF versions, Keras behind tf.keras, execution mode). The
-first row that fits the running TensorFlow wins. Backends are imported only
+A row is (backend, TF versions, Keras, Keras versions, execution mode). The
+Keras is the one that built the model: the one behind ``tf.keras``, or the
+standalone ``keras`` package (2.2 / 2.3, with an engine of its own), for which
+the Keras version picks the row ("" means any). The first row that fits wins. Backends are imported only
 when chosen, so importing lookahead_inject never imports TensorFlow.
 """
 
@@ -13,17 +15,21 @@ from packaging.specifiers import SpecifierSet
 from . import environment as env
 from .errors import InvalidArgumentError, UnsupportedEnvironmentError
 
-Row = collections.namedtuple("Row", "backend tf_versions keras modes")
+Row = collections.namedtuple("Row", "backend tf_versions keras keras_versions modes")
 
 KERAS_2_FAMILY = (env.KERAS_BUNDLED, env.KERAS_2, env.KERAS_TF_KERAS)
 
+STANDALONE = (env.KERAS_STANDALONE,)
+
 TABLE = (
-    #   backend       TF versions            Keras behind tf.keras   modes
-    Row("tf114",      ">=1.14,<1.15",        (env.KERAS_BUNDLED,),   (env.GRAPH,)),
-    Row("tf115",      ">=1.15,<2",           (env.KERAS_BUNDLED,),   (env.GRAPH,)),
-    Row("tf2_graph",  ">=2,<3",              KERAS_2_FAMILY,         (env.GRAPH,)),
-    Row("tf2_eager",  ">=2,<3",              KERAS_2_FAMILY,         (env.EAGER,)),
-    Row("keras3",     ">=2.16,<3",           (env.KERAS_3,),         (env.EAGER,)),
+    #   backend      TF versions      Keras that built the model  Keras versions   modes
+    Row("keras22",   ">=1.14,<2",     STANDALONE,                 ">=2.2.4,<2.3",  (env.GRAPH,)),
+    Row("keras23",   ">=1.14,<2",     STANDALONE,                 ">=2.3,<2.4",    (env.GRAPH,)),
+    Row("tf114",     ">=1.14,<1.15",  (env.KERAS_BUNDLED,),       "",              (env.GRAPH,)),
+    Row("tf115",     ">=1.15,<2",     (env.KERAS_BUNDLED,),       "",              (env.GRAPH,)),
+    Row("tf2_graph", ">=2,<3",        KERAS_2_FAMILY,             "",              (env.GRAPH,)),
+    Row("tf2_eager", ">=2,<3",        KERAS_2_FAMILY,             "",              (env.EAGER,)),
+    Row("keras3",    ">=2.16,<3",     (env.KERAS_3,),             "",              (env.EAGER,)),
 )
 
 BACKEND_NAMES = tuple(row.backend for row in TABLE)
@@ -31,23 +37,32 @@ BACKEND_NAMES = tuple(row.backend for row in TABLE)
 
 def _fits(row, environment):
     versions = SpecifierSet(row.tf_versions, prereleases=True)
+    keras_versions = SpecifierSet(row.keras_versions, prereleases=True)
     return (environment.tf_version in versions
             and environment.keras in row.keras
+            and (not row.keras_versions
+                 or keras_versions.contains(str(environment.keras_version)))
             and environment.mode in row.modes)
 
 
 def why(environment, backend):
     """One sentence: which row of the table chose ``backend`` for ``environment``."""
     row = next(r for r in TABLE if r.backend == backend)
-    return "TF {} is in {}, tf.keras is {}, {} mode: row {!r} of the dispatch table".format(
-        environment.tf_version, row.tf_versions, environment.keras, environment.mode, backend)
+    if environment.keras == env.KERAS_STANDALONE:
+        keras = "the model is built by {} (in {})".format(
+            env.keras_label(environment.keras, environment.keras_version), row.keras_versions)
+    else:
+        keras = "tf.keras is {}".format(environment.keras)
+    return "TF {} is in {}, {}, {} mode: row {!r} of the dispatch table".format(
+        environment.tf_version, row.tf_versions, keras, environment.mode, backend)
 
 
 def supported_summary():
     """One line per row, for error messages and ``info``."""
     return "\n".join(
-        "  {:<10} TF {:<14} {} ({})".format(
-            row.backend, row.tf_versions, " / ".join(row.keras), ", ".join(row.modes))
+        "  {:<10} TF {:<14} {}{} ({})".format(
+            row.backend, row.tf_versions, " / ".join(row.keras),
+            " " + row.keras_versions if row.keras_versions else "", ", ".join(row.modes))
         for row in TABLE)
 
 
@@ -73,6 +88,15 @@ def choose_backend(environment, requested="auto"):
 
 
 def _fix_for(environment):
+    if environment.keras == env.KERAS_STANDALONE:
+        if environment.tf_version.major >= 2:
+            return ("Standalone Keras {} trains through tf.keras' own engine on TF 2, where "
+                    "lookahead_inject supports tf.keras models: build the model with "
+                    "`from tensorflow import keras` instead of `import keras`, or run "
+                    "keras 2.2.5 / 2.3.1 on TF 1.14 / 1.15.".format(environment.keras_version))
+        return ("Standalone keras {} is older than the versions lookahead_inject supports: "
+                "install keras==2.2.5 or keras==2.3.1 (or build the model with "
+                "tf.keras).".format(environment.keras_version))
     if environment.keras_backend not in (None, "tensorflow"):
         return ("Keras 3 runs on the {} backend here, and Lookahead hooks TensorFlow's "
                 "training step. Set KERAS_BACKEND=tensorflow before importing keras (or "

@@ -1,4 +1,7 @@
-"""What TensorFlow is running: version, the Keras behind ``tf.keras``, eager or graph.
+"""What TensorFlow is running: version, the Keras that builds the model, eager or graph.
+
+A process can import both ``keras`` (standalone Keras 2.2 / 2.3, its own engine on
+TF 1.x) and ``tf.keras``; the model decides which one counts (``model_keras``).
 
 All version parsing of the library lives here (with ``packaging``); the dispatch
 table and the backends only compare the values this module produces.
@@ -16,6 +19,10 @@ KERAS_2 = "keras 2"                             # TF 2.6 - 2.15: the separate ke
 KERAS_TF_KERAS = "tf-keras"                     # TF >= 2.16 with TF_USE_LEGACY_KERAS=1
 KERAS_3 = "keras 3"                             # TF >= 2.16 default, TensorFlow backend
 KERAS_3_OTHER_BACKEND = "keras 3 ({} backend)"  # JAX / torch / numpy: no TF step to hook
+KERAS_STANDALONE = "keras (standalone)"         # `import keras` < 2.4: Keras 2.2 / 2.3, own engine
+
+#: Standalone Keras stopped at 2.3: keras 2.4+ is a wrapper of tf.keras, keras 2.6+ is tf.keras.
+LAST_STANDALONE = Version("2.4")
 
 GRAPH = "graph"
 EAGER = "eager"
@@ -35,8 +42,15 @@ class Environment(
     __slots__ = ()
 
     def describe(self):
-        return "TensorFlow {} ({} {}), {} mode".format(
-            self.tf_version, self.keras, self.keras_version or "", self.mode)
+        return "TensorFlow {} ({}), {} mode".format(
+            self.tf_version, keras_label(self.keras, self.keras_version), self.mode)
+
+
+def keras_label(keras, keras_version):
+    """How ``detect``, ``info`` and compat_matrix.md name a Keras: "keras 2.2.5 (standalone)"."""
+    if keras == KERAS_STANDALONE:
+        return "keras {} (standalone)".format(keras_version)
+    return "{} {}".format(keras, keras_version or "").strip()
 
 
 #: Which TensorFlow installs on which Python (PyPI wheels), for the "no TF" message.
@@ -89,11 +103,50 @@ def _keras3_backend():
     return keras.backend.backend()
 
 
-def detect_environment():
-    """Inspect the running TensorFlow; raises a clear error when there is none."""
+def model_keras(model):
+    """The version of the standalone Keras (< 2.4) whose engine built ``model``, else None.
+
+    Read from the modules of the classes in the model's MRO: standalone Keras
+    models derive from ``keras.engine.training.Model``. From keras 2.6 to 2.15
+    ``tf.keras`` classes live in the ``keras`` package too, and Keras 3's there as
+    well; the version tells them apart.
+    """
+    for cls in type(model).__mro__:
+        if cls.__module__.split(".")[0] == "keras":
+            import keras
+            if Version(keras.__version__) < LAST_STANDALONE:
+                return keras.__version__
+            return None
+    return None
+
+
+def installed_standalone_keras(tf_version):
+    """The version of the standalone Keras ``import keras`` gives here, or None.
+
+    Imports ``keras`` only when TF < 2.4 (from there on ``keras`` is, or wraps,
+    tf.keras, or is Keras 3) and a ``keras`` package is installed.
+    """
+    import importlib.util
+    if tf_version >= LAST_STANDALONE or importlib.util.find_spec("keras") is None:
+        return None
+    try:
+        import keras
+    except Exception:    # broken by its neighbours; inject never sees its models either
+        return None
+    version = getattr(keras, "__version__", None)
+    return version if version and Version(version) < LAST_STANDALONE else None
+
+
+def detect_environment(model=None):
+    """Inspect the running TensorFlow (and which Keras built ``model``, if given);
+    raises a clear error when there is no TensorFlow."""
     tf = _import_tensorflow()
     tf_version = Version(tf.__version__)
-    keras, keras_version = _keras_flavour(tf)
+    standalone = model_keras(model) if model is not None else None
+    if standalone:
+        keras, keras_version = KERAS_STANDALONE, standalone
+    else:
+        keras, keras_version = _keras_flavour(tf)
     mode = EAGER if tf.executing_eagerly() else GRAPH
     keras_backend = _keras3_backend() if keras == KERAS_3 else None
     if keras_backend not in (None, "tensorflow"):

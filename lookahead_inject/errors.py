@@ -9,9 +9,23 @@ was.
 class LookaheadError(Exception):
     """Base class of every error this library raises on purpose."""
 
+    #: Raised while Keras traces a training step, an error passes through AutoGraph
+    #: (TF 1.15 - 2.x) as it is, instead of being rebuilt with AutoGraph's own text
+    #: first or replaced by its StagingError, so ``except LookaheadError`` catches it.
+    ag_pass_through = True
+
 
 class InvalidArgumentError(LookaheadError, ValueError):
     """An argument to ``inject`` / ``Lookahead`` is out of range or of the wrong type."""
+
+
+class StateFileError(InvalidArgumentError):
+    """``la.load``'s file is missing, empty, truncated, damaged, of another kind, or its
+    header lacks or garbles a field. ``path`` is the file's path."""
+
+    def __init__(self, message, path=None):
+        super().__init__(message)
+        self.path = path
 
 
 class ModelNotReadyError(LookaheadError, RuntimeError):
@@ -20,3 +34,12 @@ class ModelNotReadyError(LookaheadError, RuntimeError):
 
 class UnsupportedEnvironmentError(LookaheadError, RuntimeError):
     """The running TensorFlow / Keras / execution mode has no backend."""
+
+
+class EstimatorNotSupportedError(ModelNotReadyError):
+    """``model_to_estimator`` was given a model that trains with Lookahead."""
+
+
+class OptimizerStateError(ModelNotReadyError):
+    """``optimizer_state`` ("reset", "pullback") has no meaning for the model's optimizer,
+    or is not supported where it trains (standalone Keras, Horovod)."""

@@ -11,7 +11,7 @@ import numbers
 import weakref
 
 from . import dispatch, state
-from .environment import detect_environment
+from .environment import detect_environment, keras_label
 from .errors import InvalidArgumentError, ModelNotReadyError
 
 # model -> (k, alpha) of its Lookahead, so a second inject on the same model is refused.
@@ -53,7 +53,8 @@ def _checked_optimizer_state(optimizer_state):
 
 
 def _check_compiled(model):
-    if not (hasattr(model, "compile") and hasattr(model, "trainable_weights")):
+    # On the class: an unbuilt Keras 2.4+ Sequential raises from trainable_weights.
+    if not (hasattr(model, "compile") and hasattr(type(model), "trainable_weights")):
         raise ModelNotReadyError(
             "inject() takes a compiled tf.keras Model; got {}.".format(type(model).__name__))
     optimizer = getattr(model, "optimizer", None)
@@ -65,11 +66,12 @@ def _check_compiled(model):
         raise ModelNotReadyError(
             "The model was compiled with a list of {} optimizers; Lookahead needs "
             "one optimizer. Compile with a single optimizer.".format(len(optimizer)))
-    if not model.trainable_weights:
+    # A model without weights yet (a Sequential without an input shape, a
+    # subclassed model) is built by its first fit; its slow copies are made then.
+    if getattr(model, "built", True) and not model.trainable_weights:
         raise ModelNotReadyError(
             "The model has no trainable weights, so Lookahead has nothing to do. "
-            "Build the model (give it an input shape or call it on data) and make "
-            "at least one layer trainable before inject().")
+            "Make at least one layer trainable before inject().")
 
 
 class Lookahead(object):
@@ -87,9 +89,9 @@ class Lookahead(object):
     The sync runs inside the training step; loss and metrics are reported as
     without Lookahead.
 
-    ``optimizer_state`` says what a sync does to the optimizer's own state
-    (Algorithm 1 leaves it open; the paper's authors' code offers the same
-    three choices as ``pullback_momentum``):
+    ``optimizer_state`` says what an in-step sync does to the optimizer's own
+    state of the trained weights (Algorithm 1 leaves it open; the paper's
+    authors' code offers the same three choices as ``pullback_momentum``):
 
     - ``"keep"`` (default): nothing, the optimizer carries on.
     - ``"reset"``: every per-weight slot (SGD momentum, Adam's moments, RMSprop's
@@ -99,6 +101,8 @@ class Lookahead(object):
       slots do not start at zero (Adagrad, Ftrl) are refused.
     - ``"pullback"``: SGD's momentum ``m <- alpha * m + (1 - alpha) * m_cached``, then
       ``m_cached <- m`` (``m_cached`` starts at zero). SGD with momentum > 0 only.
+
+    Frozen weights' optimizer state is never touched.
 
     >>> import numpy as np, tensorflow as tf
     >>> from lookahead_inject import Lookahead
@@ -138,11 +142,9 @@ class Lookahead(object):
                 "This model already trains with Lookahead (k={}, alpha={}). Use the "
                 "handle inject() returned, or call its remove() before injecting "
                 "again.".format(*_INJECTED[model]))
-        name = dispatch.choose_backend(detect_environment(), backend)
+        name = dispatch.choose_backend(detect_environment(model), backend)
         module = dispatch.load_backend(name)
         module.check(model)
-        from .backends import _optimizer_state
-        _optimizer_state.check(model.optimizer, self.optimizer_state)
         self._attachment = module.attach(model, self.k, self.alpha, self.optimizer_state)
         self.model, self.backend = model, name
         _INJECTED[model] = (self.k, self.alpha)
@@ -166,28 +168,36 @@ class Lookahead(object):
 
     def get_state(self):
         """``{"step", "slow_weights", "k", "alpha", "optimizer_state", "momentum_cache"}``
-        as plain Python / numpy values (``momentum_cache`` is empty unless
-        optimizer_state="pullback").
+        as plain Python / numpy values, with a slow weight (and, for "pullback" only,
+        a momentum copy) for each of ``model.trainable_weights``, in that order.
 
-        Before the first training step the slow weights are, by definition, the
-        fast weights as they are now.
+        A weight whose slow copy is not taken yet (before the first training
+        step, or trainable since the last ``compile``) has, by definition, its
+        fast value as slow weight.
         """
         attachment = self._bound()
         variables = attachment.variables
         step = self.step
-        slow = attachment.read(variables.slow if step else variables.fast)
-        cache = attachment.read(variables.momentum_cache) if variables.momentum_cache else []
-        return state.make(step, slow, self.k, self.alpha, self.optimizer_state, cache)
+        weights = self._weights()
+        taken = set(id(w) for w in variables.trained) if step else ()
+        sources = [variables.slow_for(w) if id(w) in taken else w for w in weights]
+        momentum = [variables.momentum_for(w) for w in weights] \
+            if self.optimizer_state == "pullback" else []
+        values = attachment.read(sources + momentum)
+        return state.make(step, values[:len(sources)], self.k, self.alpha,
+                          self.optimizer_state, values[len(sources):])
 
     def set_state(self, lookahead_state):
-        """Restore what ``get_state`` returned; refuses a state of another model, k, alpha
-        or optimizer_state."""
+        """Restore what ``get_state`` returned; refuses a state of another model, k,
+        alpha or optimizer_state."""
         attachment = self._bound()
-        slow, step, cache = state.checked_values(lookahead_state, self.k, self.alpha,
-                                                 self._weight_specs(), self.optimizer_state)
-        variables = attachment.variables
-        attachment.write(variables.slow + variables.momentum_cache + [variables.step],
-                         slow + cache + [step])
+        slow, step, momentum = state.checked_values(lookahead_state, self.k, self.alpha,
+                                                    self._weight_specs(), self.optimizer_state)
+        variables, weights = attachment.variables, self._weights()
+        variables.mark_trained(weights)
+        copies = [variables.momentum_for(w) for w in weights] if momentum else []
+        attachment.write([variables.slow_for(w) for w in weights] + copies + [variables.step],
+                         slow + momentum + [step])
         attachment.state_written()
 
     def save(self, path):
@@ -199,9 +209,11 @@ class Lookahead(object):
         self._bound()
         self.set_state(state.load(path))
 
+    def _weights(self):
+        return self._bound().trainable_weights()
+
     def _weight_specs(self):
-        return [(w.name, tuple(w.shape.as_list()), _numpy_dtype(w))
-                for w in self._bound().variables.fast]
+        return [(_weight_name(w), _shape(w), _numpy_dtype(w)) for w in self._weights()]
 
     # -- the slow weights in use ---------------------------------------------
 
@@ -213,16 +225,17 @@ class Lookahead(object):
         Do not train inside the block.
         """
         attachment = self._bound()
-        fast = attachment.variables.fast
-        fast_values = attachment.read(fast)
-        attachment.write(fast, self.get_state()["slow_weights"])
+        weights = self._weights()
+        fast_values = attachment.read(weights)
+        attachment.write(weights, self.get_state()["slow_weights"])
         try:
             yield self.model
         finally:
-            attachment.write(fast, fast_values)
+            attachment.write(weights, fast_values)
 
     def sync(self):
-        """Run the Lookahead sync now: slow <- slow + alpha (fast - slow), fast <- slow.
+        """Run the Lookahead sync now: slow <- slow + alpha (fast - slow), fast <- slow,
+        for the weights training trains, by the same ops as the in-step sync.
 
         After it the model holds the Lookahead weights (what to save or export).
         The step count is unchanged, so the next in-step sync is still after the
@@ -231,14 +244,8 @@ class Lookahead(object):
         syncs inside the training steps.
         """
         attachment = self._bound()
-        if not self.step:
-            return
-        variables = attachment.variables
-        fast = attachment.read(variables.fast)
-        slow = attachment.read(variables.slow)
-        new = [s + s.dtype.type(self.alpha) * (f - s) for f, s in zip(fast, slow)]
-        attachment.write(variables.slow, new)
-        attachment.write(variables.fast, new)
+        if self.step:
+            attachment.sync_now()
 
     def sync_callback(self, at="epoch"):
         """A Keras callback that calls ``sync()`` at the end of each epoch
@@ -272,6 +279,17 @@ class Lookahead(object):
             self.k, self.alpha, self.optimizer_state, where)
 
 
+def _weight_name(variable):
+    # Keras 3 names a weight by its path ("dense/kernel"); its name is "kernel".
+    return getattr(variable, "path", None) or variable.name
+
+
+def _shape(variable):
+    # tf.TensorShape (Keras 2, TF 1) or a tuple (Keras 3).
+    shape = variable.shape
+    return tuple(shape.as_list() if hasattr(shape, "as_list") else shape)
+
+
 def _numpy_dtype(variable):
     dtype = variable.dtype
     # tf.DType (Keras 2, TF 1) or a string (Keras 3).
@@ -298,21 +316,24 @@ def inject(model, k=5, alpha=0.5, backend="auto", optimizer_state="keep"):
     return Lookahead(k, alpha, optimizer_state).inject(model, backend)
 
 
-def detect(backend="auto"):
-    """What ``inject`` would see here: a dict with the TF version, the Keras behind
-    ``tf.keras``, the execution mode, the backend ``inject`` picks, whether that
+def detect(model=None, backend="auto"):
+    """What ``inject(model)`` would see here: a dict with the TF version, the Keras
+    that builds the model (without ``model``: the Keras behind ``tf.keras``; a model
+    built by standalone ``import keras`` 2.2 / 2.3 gets a backend of its own), the
+    execution mode, the backend ``inject`` picks, whether that
     backend supports ``tf.distribute`` strategies, and the checkpoint formats that
     carry the Lookahead state (``la.save`` / ``la.load`` work everywhere).
 
     Raises the same clear error as ``inject`` when no backend fits.
     """
-    environment = detect_environment()
+    environment = detect_environment(model)
     name = dispatch.choose_backend(environment, backend)
     module = dispatch.load_backend(name)
     return {
         "tensorflow": str(environment.tf_version),
         "keras": environment.keras,
         "keras_version": environment.keras_version,
+        "keras_label": keras_label(environment.keras, environment.keras_version),
         "mode": environment.mode,
         "keras_backend": environment.keras_backend,
         "backend": name,

@@ -41,12 +41,13 @@ def record_environment(record_testsuite_property):
     record_testsuite_property("keras", environment.keras)
     record_testsuite_property("keras_version", str(environment.keras_version))
     record_testsuite_property("mode", environment.mode)
-    record_testsuite_property("backend", lookahead_inject.detect()["backend"])
+    record_testsuite_property("backend", lookahead_inject.detect(
+        harness.probe_model() if harness.STANDALONE else None)["backend"])
 
 
 @pytest.fixture(autouse=True)
 def fresh_keras_session():
     """Each test builds its models in a fresh graph / Keras session."""
-    import tensorflow as tf
-    tf.keras.backend.clear_session()
+    import harness
+    harness.fresh_session()
     yield

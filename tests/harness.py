@@ -1,30 +1,87 @@
-"""TensorFlow-side helpers of the tests: models, optimizers, the three training APIs."""
+"""TensorFlow-side helpers of the tests: models, optimizers, the three training APIs.
+
+``keras`` is the Keras the tests build their models with: ``tf.keras``, or the
+standalone ``keras`` package (2.2 / 2.3 on TF 1.x) when LOOKAHEAD_TEST_KERAS=standalone
+(tox sets it in the py37-tf11x-keras2xx envs). Tests use ``harness.keras``, never
+``tf.keras``, so the whole suite runs on models of either.
+"""
+
+import os
 
 import numpy as np
 import tensorflow as tf
 
 from lookahead_inject import environment
+import reference
 from reference import mlp_init
+
+#: LOOKAHEAD_TEST_KERAS=standalone: models come from `import keras` (Keras 2.2 / 2.3).
+STANDALONE = os.environ.get("LOOKAHEAD_TEST_KERAS", "tf.keras") == "standalone"
+if STANDALONE:
+    import keras
+else:
+    keras = tf.keras
 
 ENVIRONMENT = None
 GRAPH = False
 KERAS_3 = False
+#: "keras 2.2.5 (standalone)" in the standalone envs, else None (for skip reasons).
+STANDALONE_KERAS = None
 #: How the training step runs: a graph train function, a tf.function, or op by op.
 EXECUTIONS = ()
 
 
 def configure_mode(mode):
-    global ENVIRONMENT, GRAPH, KERAS_3, EXECUTIONS
+    global ENVIRONMENT, GRAPH, KERAS_3, EXECUTIONS, STANDALONE_KERAS
     if mode == "graph" and tf.executing_eagerly():
         tf.compat.v1.disable_eager_execution()
     if mode == "eager" and not tf.executing_eagerly():
         raise SystemExit("--tf-mode eager: TF {} runs Keras in graph mode only".format(tf.__version__))
     if tf.executing_eagerly():
         split_cpu_in_two()
-    ENVIRONMENT = environment.detect_environment()
+    ENVIRONMENT = environment.detect_environment(probe_model() if STANDALONE else None)
+    if STANDALONE:
+        if ENVIRONMENT.keras != environment.KERAS_STANDALONE:
+            raise SystemExit("LOOKAHEAD_TEST_KERAS=standalone, but `import keras` is {} "
+                             "here".format(ENVIRONMENT.keras))
+        STANDALONE_KERAS = environment.keras_label(ENVIRONMENT.keras, ENVIRONMENT.keras_version)
+        # The numpy reference follows the Keras under test's own optimizers.
+        reference.OPTIMIZERS.update(reference.STANDALONE_KERAS_OPTIMIZERS)
     GRAPH = ENVIRONMENT.mode == environment.GRAPH
     KERAS_3 = ENVIRONMENT.keras == environment.KERAS_3
     EXECUTIONS = ("graph",) if GRAPH else ("tf_function", "run_eagerly")
+
+
+def probe_model():
+    """A small uncompiled model of the Keras under test, for detect()."""
+    return keras.Sequential([keras.layers.Dense(1, input_shape=(1,))])
+
+
+def fresh_session():
+    """A fresh graph and Keras session for each test.
+
+    Standalone Keras races with itself when the session runs ops on several
+    threads: Keras 2.2's ref variables are read while its own updates write them
+    (plain SGD misses the numpy reference now and then), and the Adam of 2.2 and
+    2.3 reads ``iterations`` unordered with its increment (2.3.1 on TF 1.15: the
+    bias correction of step n uses t = n or n + 1 from run to run). Their
+    sessions get one thread; the Lookahead ops are ordered after every update.
+    """
+    keras.backend.clear_session()
+    if STANDALONE:
+        # Per session: otherwise the first session of the process (any Keras's) fixes
+        # the inter-op pool for all later ones.
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1,
+                                          inter_op_parallelism_threads=1,
+                                          use_per_session_threads=True)
+        keras.backend.set_session(tf.compat.v1.Session(config=config))
+
+
+def skip_standalone(why):
+    """Skip the calling test in the standalone-Keras envs, naming the Keras and why."""
+    import pytest
+    if STANDALONE:
+        pytest.skip("{} {}".format(STANDALONE_KERAS, why))
 
 
 def split_cpu_in_two():
@@ -61,14 +118,54 @@ def epoch_batches(x, y, epochs=EPOCHS):
 def optimizer(name):
     """A fresh Keras optimizer matching reference.OPTIMIZERS[name]."""
     # TF >= 2.11 graph mode needs the legacy optimizers (the new ones have no get_updates).
-    module = tf.keras.optimizers
+    module = keras.optimizers
     if GRAPH and hasattr(module, "legacy"):
         module = module.legacy
+    if STANDALONE:
+        # Keras 2.2 knows only lr=; 2.3 takes both.
+        return {
+            "sgd": lambda: gradients_first(module.SGD)(lr=0.1),
+            "momentum": lambda: gradients_first(module.SGD)(lr=0.05, momentum=0.9),
+            "adam": lambda: gradients_first(module.Adam)(lr=0.01),
+        }[name]()
     return {
         "sgd": lambda: module.SGD(learning_rate=0.1),
         "momentum": lambda: module.SGD(learning_rate=0.05, momentum=0.9),
         "adam": lambda: module.Adam(learning_rate=0.01),
     }[name]()
+
+
+def gradients_first(optimizer_class):
+    """``optimizer_class`` with every gradient computed before any weight update.
+
+    Standalone Keras races with itself: its updates (``K.update(p, ...)``) are not
+    ordered after the gradient ops that read ``p`` (a TF1 ref variable in Keras 2.2),
+    so a backward pass may read a weight its own step already moved, depending on
+    the op order the executor picks (two identical Keras 2.2.5 models trained side by
+    side differ by up to 1e-2, without Lookahead, even at one session thread). The
+    tests compare step by step, so their optimizers wait for all gradients; the
+    arithmetic is Keras's own. (Lookahead's sync runs after every update.)
+    """
+    class GradientsFirst(optimizer_class):
+        def get_gradients(self, loss, params):
+            grads = super(GradientsFirst, self).get_gradients(loss, params)
+            tensors = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads]
+            with tf.control_dependencies(tensors):
+                return [tf.IndexedSlices(tf.identity(g.values), g.indices, g.dense_shape)
+                        if isinstance(g, tf.IndexedSlices) else tf.identity(g) for g in grads]
+    GradientsFirst.__name__ = optimizer_class.__name__
+    return GradientsFirst
+
+
+def twin_safe(opt):
+    """The optimizer for tests that compare two Keras models trained side by side.
+
+    The Adam of standalone Keras 2.2 / 2.3 reads ``iterations`` unordered with its
+    own increment (see reference.STANDALONE_KERAS_OPTIMIZERS): each model's graph
+    picks its own order, so two models may correct step n with t = n and t = n + 1.
+    Those tests use momentum there; Adam is checked against numpy (test_trajectory).
+    """
+    return "momentum" if STANDALONE and opt == "adam" else opt
 
 
 def compile_kwargs(execution):
@@ -78,9 +175,9 @@ def compile_kwargs(execution):
 
 def mlp(opt="sgd", weights=None, execution=None, **compile_kwargs_):
     """Dense(8, tanh) -> Dense(1), compiled with MSE, weights set to ``weights``."""
-    model = tf.keras.Sequential([
-        tf.keras.layers.Dense(8, activation="tanh", input_shape=(N_IN,)),
-        tf.keras.layers.Dense(1),
+    model = keras.Sequential([
+        keras.layers.Dense(8, activation="tanh", input_shape=(N_IN,)),
+        keras.layers.Dense(1),
     ])
     compile_kwargs_.update(compile_kwargs(execution))
     model.compile(optimizer=optimizer(opt) if isinstance(opt, str) else opt, loss="mse",
@@ -101,13 +198,16 @@ def start_weights():
     return mlp_init(N_IN)
 
 
-class RecordWeights(tf.keras.callbacks.Callback):
+class RecordWeights(keras.callbacks.Callback):
     def __init__(self):
         super(RecordWeights, self).__init__()
         self.weights = []
 
     def on_train_batch_end(self, batch, logs=None):
         self.weights.append(self.model.get_weights())
+
+    if STANDALONE:
+        on_batch_end = on_train_batch_end     # Keras 2.2 calls only on_batch_end
 
 
 def _generator(x, y):
@@ -144,14 +244,14 @@ APIS = ("train_on_batch", "fit", "fit_generator")
 def get_values(variables):
     """Numpy copies of variables, the way this TF/mode allows."""
     if GRAPH:
-        return tf.keras.backend.batch_get_value(list(variables))
+        return keras.backend.batch_get_value(list(variables))
     return [np.array(v.numpy()) for v in variables]
 
 
 def set_values(variables, values):
     """Write numpy values into variables, the way this TF/mode allows."""
     if GRAPH:
-        tf.keras.backend.batch_set_value(list(zip(variables, values)))
+        keras.backend.batch_set_value(list(zip(variables, values)))
     else:
         for variable, value in zip(variables, values):
             variable.assign(value)
@@ -186,7 +286,7 @@ def assert_trajectories_equal(actual, expected, atol=1e-5):
                 g, w, rtol=0, atol=atol, err_msg="step {}, weight {}".format(step, i))
 
 
-class HandLookahead(tf.keras.callbacks.Callback):
+class HandLookahead(keras.callbacks.Callback):
     """Reference for fit(): Lookahead done by hand with get/set of the weights after
     every batch (valid only while callbacks see every step: steps_per_execution=1)."""
 
@@ -205,6 +305,9 @@ class HandLookahead(tf.keras.callbacks.Callback):
             self.slow = [s + self.alpha * (f - s) for s, f in zip(self.slow, fast)]
             set_values(self.model.trainable_weights, self.slow)
 
+    if STANDALONE:
+        on_batch_begin, on_batch_end = on_train_batch_begin, on_train_batch_end
+
 
 def has_steps_per_execution():
     """steps_per_execution is a compile() argument from TF 2.4 (Keras 2) and in Keras 3."""
@@ -212,4 +315,7 @@ def has_steps_per_execution():
 
 
 def learning_rate(model):
-    return float(get_values([model.optimizer.learning_rate])[0])
+    optimizer = model.optimizer
+    # Keras 2.2 names it lr only.
+    rate = optimizer.learning_rate if hasattr(optimizer, "learning_rate") else optimizer.lr
+    return float(get_values([rate])[0])

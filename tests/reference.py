@@ -44,9 +44,10 @@ class SGD(object):
 class Adam(object):
     """Keras Adam: p <- p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)."""
 
-    def __init__(self, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    def __init__(self, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7, steps_ahead=0):
         self.lr, self.b1, self.b2, self.eps = lr, beta_1, beta_2, epsilon
         self.t, self.m, self.v = 0, None, None
+        self.steps_ahead = steps_ahead
 
     def step(self, params, grads):
         if self.m is None:
@@ -55,7 +56,8 @@ class Adam(object):
         self.t += 1
         self.m = [self.b1 * m + (1 - self.b1) * g for m, g in zip(self.m, grads)]
         self.v = [self.b2 * v + (1 - self.b2) * g * g for v, g in zip(self.v, grads)]
-        lr_t = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
+        t = self.t + self.steps_ahead
+        lr_t = self.lr * np.sqrt(1 - self.b2 ** t) / (1 - self.b1 ** t)
         return [p - lr_t * m / (np.sqrt(v) + self.eps) for p, m, v in zip(params, self.m, self.v)]
 
     def reset(self):
@@ -70,56 +72,104 @@ OPTIMIZERS = {
 }
 
 
+#: Standalone Keras 2.2 / 2.3 (keras/optimizers.py, Adam.get_updates): the step
+#: runs ``K.update_add(iterations, 1)`` and reads ``t = iterations + 1`` in the same
+#: session run with no order between them; the increment runs first, so step n
+#: corrects with t = n + 1 (tf.keras orders the read before the increment: t = n).
+STANDALONE_KERAS_OPTIMIZERS = dict(OPTIMIZERS, adam=lambda: Adam(0.01, steps_ahead=1))
+
+
 class LookaheadSim(object):
-    """Algorithm 1: slow <- fast at the first step; after steps k, 2k, ...:
-    slow <- slow + alpha (fast - slow), fast <- slow. At a sync the inner ``optimizer``
-    keeps its state ("keep"), has it reset ("reset"), or has its SGD velocity pulled
-    back: v <- alpha v + (1 - alpha) v_cached, v_cached <- copy(v), v_cached from 0
-    ("pullback")."""
+    """Algorithm 1 over the weights being trained: a weight takes its slow copy
+    (slow <- fast) at the first step that trains it after a step that did not;
+    after steps k, 2k, ... of the one step count: slow <- slow + alpha (fast - slow),
+    fast <- slow, for the trained weights only. At an in-step sync the inner
+    ``optimizer`` (set per phase) keeps its state ("keep"), has it reset ("reset"),
+    or has its SGD velocity pulled back: v <- alpha v + (1 - alpha) v_cached,
+    v_cached <- copy(v), v_cached from 0 per weight ("pullback")."""
 
     def __init__(self, k, alpha, optimizer_state="keep", optimizer=None):
-        self.k, self.alpha, self.step, self.slow = k, alpha, 0, None
-        self.optimizer_state, self.optimizer, self.cached_velocity = optimizer_state, optimizer, None
+        self.k, self.alpha, self.step = k, alpha, 0
+        self.slow, self.trained = {}, ()
+        self.optimizer_state, self.optimizer, self.cached_velocity = optimizer_state, optimizer, {}
+
+    def before_fast_step(self, fast, trained):
+        for i in trained:
+            if i not in self.trained:
+                self.slow[i] = np.copy(fast[i])
+        self.trained = tuple(trained)
 
     def after_fast_step(self, fast):
         self.step += 1
         if self.step % self.k:
             return fast
-        self.slow = [s + self.alpha * (f - s) for s, f in zip(self.slow, fast)]
+        fast = self.force_sync(fast)
         if self.optimizer_state == "reset":
             self.optimizer.reset()
         elif self.optimizer_state == "pullback":
-            velocity = self.optimizer.velocity
-            if self.cached_velocity is None:
-                self.cached_velocity = [np.zeros_like(v) for v in velocity]
-            self.optimizer.velocity = [self.alpha * v + (1 - self.alpha) * c
-                                       for v, c in zip(velocity, self.cached_velocity)]
-            self.cached_velocity = [np.copy(v) for v in self.optimizer.velocity]
-        return [np.copy(s) for s in self.slow]
+            # The optimizer's velocity lists the trained weights in their order.
+            velocity = list(self.optimizer.velocity)
+            for n, i in enumerate(self.trained):
+                cached = self.cached_velocity.get(i, np.zeros_like(velocity[n]))
+                velocity[n] = self.alpha * velocity[n] + (1 - self.alpha) * cached
+                self.cached_velocity[i] = np.copy(velocity[n])
+            self.optimizer.velocity = velocity
+        return fast
 
     def force_sync(self, fast):
-        """An extra sync outside the schedule (la.sync()); the step count stays."""
-        if self.slow is None:
-            return fast
-        self.slow = [s + self.alpha * (f - s) for s, f in zip(self.slow, fast)]
-        return [np.copy(s) for s in self.slow]
-
-    def before_fast_step(self, fast):
-        if self.slow is None:
-            self.slow = [np.copy(f) for f in fast]
+        """A sync of the trained weights, also outside the schedule (la.sync());
+        the step count stays."""
+        fast = list(fast)
+        for i in self.trained:
+            self.slow[i] = self.slow[i] + self.alpha * (fast[i] - self.slow[i])
+            fast[i] = np.copy(self.slow[i])
+        return fast
 
 
 def mlp_trajectory(params, batches, optimizer, k, alpha, force_sync_after=(),
                    optimizer_state="keep"):
     """Weights after each step of ``optimizer`` + Lookahead(k, alpha, optimizer_state)
     on the MLP (with extra syncs after the steps in ``force_sync_after``)."""
+    return mlp_phases_trajectory(params, [(optimizer, range(len(params)), batches)], k, alpha,
+                                 force_sync_after, optimizer_state)
+
+
+def mlp_phases_trajectory(params, phases, k, alpha, force_sync_after=(), optimizer_state="keep"):
+    """Like ``mlp_trajectory`` over phases ``(optimizer, trained weight indices,
+    batches)``, as after freezing or unfreezing layers and compiling again: each
+    phase trains only its weights, with its own optimizer; one Lookahead throughout."""
     params = [np.asarray(p, np.float64) for p in params]
-    lookahead, out = LookaheadSim(k, alpha, optimizer_state, optimizer), []
-    for step, (x, y) in enumerate(batches, 1):
-        lookahead.before_fast_step(params)
-        params = optimizer.step(params, mlp_grads(params, x, y))
-        params = lookahead.after_fast_step(params)
-        if step in force_sync_after:
-            params = lookahead.force_sync(params)
+    lookahead, out, step = LookaheadSim(k, alpha, optimizer_state), [], 0
+    for optimizer, trained, batches in phases:
+        trained = list(trained)
+        lookahead.optimizer = optimizer
+        for x, y in batches:
+            step += 1
+            lookahead.before_fast_step(params, trained)
+            grads = mlp_grads(params, x, y)
+            new = optimizer.step([params[i] for i in trained], [grads[i] for i in trained])
+            params = list(params)
+            for i, p in zip(trained, new):
+                params[i] = p
+            params = lookahead.after_fast_step(params)
+            if step in force_sync_after:
+                params = lookahead.force_sync(params)
+            out.append(params)
+    return out
+
+
+def mlp_accumulating_trajectory(params, batches, optimizer, k, alpha, accumulate):
+    """Weights after each batch when ``optimizer`` steps once every ``accumulate`` batches,
+    on the mean of their gradients (Keras 3 ``gradient_accumulation_steps``), and
+    Lookahead(k, alpha) counts those steps, not the batches."""
+    params = [np.asarray(p, np.float64) for p in params]
+    lookahead, out, pending = LookaheadSim(k, alpha), [], []
+    for x, y in batches:
+        lookahead.before_fast_step(params, range(len(params)))
+        pending.append(mlp_grads(params, x, y))
+        if len(pending) == accumulate:
+            mean = [np.mean(grads, axis=0) for grads in zip(*pending)]
+            params = lookahead.after_fast_step(optimizer.step(params, mean))
+            pending = []
         out.append(params)
     return out

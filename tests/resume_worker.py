@@ -55,6 +55,7 @@ def load(model, la):
 
 
 def main():
+    harness.fresh_session()
     steps = batches()
     if PHASE == "first":
         model = harness.mlp(OPTIMIZER, harness.start_weights())

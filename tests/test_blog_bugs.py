@@ -43,8 +43,8 @@ def test_rebuilt_train_function_keeps_lookahead():
 def test_fresh_model_first_read_does_not_race_the_slow_initializer():
     # The blog's K.variable(p) read p in the same initializer run as p's own
     # (FailedPreconditionError on a fresh TF1 model). Inject before anything ran:
-    model = tf.keras.Sequential([tf.keras.layers.Dense(8, activation="tanh", input_shape=(4,)),
-                                 tf.keras.layers.Dense(1)])
+    model = harness.keras.Sequential([harness.keras.layers.Dense(8, activation="tanh", input_shape=(4,)),
+                                 harness.keras.layers.Dense(1)])
     model.compile(optimizer=harness.optimizer("sgd"), loss="mse")
     inject(model, k=2, alpha=0.0)
     start = model.get_weights()          # the first session run initialises everything

@@ -1,5 +1,6 @@
 """The docs run: README's python blocks and the public docstrings' examples."""
 
+import ast
 import configparser
 import doctest
 import os
@@ -12,6 +13,7 @@ import sys
 import pytest
 
 import harness
+import lookahead_inject.errors
 import lookahead_inject.lookahead
 from lookahead_inject import dispatch
 
@@ -26,9 +28,15 @@ eager_or_tf1 = pytest.mark.skipif(
            "mode needs legacy optimizers)")
 
 
-def readme_blocks(language):
+LEGACY = "# legacy:"
+
+
+def readme_blocks(language, legacy=False):
+    """README's ``language`` blocks; the python ones for standalone Keras (first line
+    "# legacy: ...") only with ``legacy``, all others only without."""
     with open(README) as handle:
-        return re.findall(r"```{}\n(.*?)```".format(language), handle.read(), re.S)
+        blocks = re.findall(r"```{}\n(.*?)```".format(language), handle.read(), re.S)
+    return [b for b in blocks if b.startswith(LEGACY) == legacy]
 
 
 @pytest.mark.skipif(harness.GRAPH, reason="graph mode (TF 1.x; TF 2.x with eager disabled): the "
@@ -52,6 +60,29 @@ print("README BLOCKS OK")
                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert out.returncode == 0, out.stdout[-3000:]
     assert "README BLOCKS OK" in out.stdout and "'backend':" in out.stdout
+
+
+@pytest.mark.skipif(not harness.STANDALONE, reason="{}: README's legacy block imports standalone "
+                    "keras 2.2 / 2.3, installed in the -keras2xx tox envs".format(
+                        harness.ENVIRONMENT.describe()))
+def test_readme_legacy_block_runs(tmp_path):
+    blocks = readme_blocks("python", legacy=True)
+    assert len(blocks) == 1
+    checks = """
+assert la.step == 2 * 8 and la.backend == detect(model)["backend"], la.step
+print("LEGACY BLOCK OK", detect(model)["keras_label"], detect(model)["backend"])
+"""
+    script = tmp_path / "legacy_block.py"
+    script.write_text(blocks[0] + checks)
+    out = subprocess.run([sys.executable, str(script)], cwd=str(tmp_path), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True, timeout=600,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert out.returncode == 0, out.stdout[-3000:]
+    import keras
+    label = "keras {} (standalone)".format(keras.__version__)
+    assert "LEGACY BLOCK OK {} keras2".format(label) in out.stdout
+    assert sorted(os.listdir(str(tmp_path))) == ["legacy.h5", "legacy_block.py",
+                                                 "legacy_lookahead_state"]
 
 
 @eager_or_tf1
@@ -86,6 +117,13 @@ def pip_install_arguments(words):
     return None
 
 
+def tox_envs_by_hand():
+    """The envs outside envlist that tox.ini's comments name: "... by hand ...: tox -e a,b"."""
+    with open(os.path.join(ROOT, "tox.ini")) as handle:
+        found = re.findall(r"#.*[Bb]y hand.*\n?.*tox -e ([\w-]+(?:,[\w-]+)*)", handle.read())
+    return [env for line in found for env in line.split(",")]
+
+
 def test_readme_install_and_tox_lines_name_real_things():
     setup = open(os.path.join(ROOT, "setup.py")).read()
     tox = configparser.ConfigParser()
@@ -104,7 +142,8 @@ def test_readme_install_and_tox_lines_name_real_things():
                     assert os.path.exists(os.path.join(ROOT, path)), command
             checked += 1
         elif words[0] == "tox":
-            assert all(env in envs for env in words[words.index("-e") + 1:]) if "-e" in words \
+            named = ",".join(words[words.index("-e") + 1:]).split(",") if "-e" in words else []
+            assert all(env in envs + tox_envs_by_hand() for env in named) if named \
                 else words == ["tox"], command
             checked += 1
         elif words[0] == "pytest":
@@ -153,3 +192,69 @@ def test_readme_lookahead_inject_commands_run_as_written(tmp_path):
             ran += 1
     assert ran >= 3
     assert (tmp_path / "docs" / "demo.png").exists()
+
+
+def _package_sources():
+    package = os.path.join(ROOT, "lookahead_inject")
+    for folder, _, files in os.walk(package):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path) as handle:
+                    yield path, ast.parse(handle.read())
+
+
+def _message_text(node):
+    """The literal text of an error message: "..." or "...".format(...) or "a" + "b"."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        node = node.func.value
+    if isinstance(node, ast.BinOp):
+        return " ".join(filter(None, (_message_text(node.left), _message_text(node.right))))
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if type(node).__name__ == "Str":        # Python 3.7: string literals are ast.Str
+        return node.s
+    return ""
+
+
+def _normalized(text):
+    return " ".join(text.split())
+
+
+def refusal_section():
+    text = open(README).read()
+    return _normalized(text.split("## What is refused and why", 1)[1].split("\n## ", 1)[0])
+
+
+def test_refusal_list_names_every_refusal_the_code_raises():
+    import lookahead_inject.demo
+    section = refusal_section()
+    classes = [c for c in vars(lookahead_inject.errors).values()
+               if isinstance(c, type) and issubclass(c, lookahead_inject.LookaheadError)]
+    classes.append(lookahead_inject.demo.DemoDependencyError)
+    for cls in classes:
+        if cls is not lookahead_inject.LookaheadError:
+            assert "`{}`".format(cls.__name__) in section, cls.__name__
+    names = set(c.__name__ for c in classes)
+    sites = 0
+    for path, tree in _package_sources():
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+                    and getattr(node.exc.func, "id", None) in names and node.exc.args):
+                # The longest literal stretch of the message, as a reader sees it.
+                pieces = re.split(r"\{[^}]*\}", _message_text(node.exc.args[0]))
+                fragment = _normalized(max(pieces, key=len)).lstrip(").:;, ")[:30]
+                assert len(fragment) >= 20, "{}:{} {!r}".format(path, node.lineno, fragment)
+                sites += 1
+                assert fragment in section, "{}:{} {!r}".format(path, node.lineno, fragment)
+    assert sites >= 20
+
+
+def test_refusal_list_quotes_only_messages_the_code_has():
+    literals = [_normalized(_message_text(node)) for _, tree in _package_sources()
+                for node in ast.walk(tree)
+                if isinstance(node, (ast.Constant, ast.BinOp)) or type(node).__name__ == "Str"]
+    quotes = re.findall(r'"([^"]+)"', refusal_section())
+    assert len(quotes) >= 20
+    for quote in quotes:
+        assert any(quote in literal for literal in literals), quote

@@ -28,7 +28,7 @@ def assert_still_plain(model):
 
 
 def test_model_not_compiled():
-    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,))])
+    model = harness.keras.Sequential([harness.keras.layers.Dense(1, input_shape=(3,))])
     with pytest.raises(ModelNotReadyError, match=r"not compiled.*model\.compile"):
         inject(model)
 
@@ -72,7 +72,7 @@ def test_list_of_optimizers_refused():
 def test_unsupported_tensorflow_lists_supported_versions(monkeypatch):
     model = harness.mlp("sgd", harness.start_weights())
     old = env.Environment(Version("1.13.1"), env.KERAS_BUNDLED, "2.2.4-tf", env.GRAPH, None)
-    monkeypatch.setattr(lookahead_inject.lookahead, "detect_environment", lambda: old)
+    monkeypatch.setattr(lookahead_inject.lookahead, "detect_environment", lambda model=None: old)
     with pytest.raises(UnsupportedEnvironmentError) as error:
         inject(model)
     message = str(error.value)
@@ -83,7 +83,7 @@ def test_unsupported_tensorflow_lists_supported_versions(monkeypatch):
 
 def test_backend_that_does_not_fit_the_running_tf():
     model = harness.mlp("sgd", harness.start_weights())
-    fitting = lookahead_inject.detect()["backend"]
+    fitting = lookahead_inject.detect(model)["backend"]
     other = "tf114" if fitting != "tf114" else "tf115"
     with pytest.raises(InvalidArgumentError, match="backend='{}' does not fit.*'{}'".format(other, fitting)):
         inject(model, backend=other)
@@ -106,14 +106,14 @@ def test_second_inject_on_the_same_model_refused():
 @pytest.mark.skipif(not (harness.GRAPH and harness.ENVIRONMENT.tf_version >= Version("2.11")),
                     reason="only TF >= 2.11 in graph mode has optimizers without get_updates")
 def test_new_optimizer_in_graph_mode_names_the_legacy_one():
-    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,))])
-    model.compile(optimizer=tf.keras.optimizers.SGD(0.1), loss="mse")
+    model = harness.keras.Sequential([harness.keras.layers.Dense(1, input_shape=(3,))])
+    model.compile(optimizer=harness.optimizer("sgd"), loss="mse")
     with pytest.raises(ModelNotReadyError, match=r"tf\.keras\.optimizers\.legacy\.SGD"):
         inject(model)
 
 
 def test_model_without_trainable_weights():
-    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,), trainable=False)])
+    model = harness.keras.Sequential([harness.keras.layers.Dense(1, input_shape=(3,), trainable=False)])
     model.compile(optimizer=harness.optimizer("sgd"), loss="mse")
     with pytest.raises(ModelNotReadyError, match="no trainable weights"):
         inject(model)
@@ -124,7 +124,7 @@ def test_keras3_on_another_backend_is_refused_with_the_fix(monkeypatch, keras_ba
     model = harness.mlp("sgd", harness.start_weights())
     other = env.Environment(Version("2.21.0"), env.KERAS_3_OTHER_BACKEND.format(keras_backend),
                             "3.15.1", env.EAGER, keras_backend)
-    monkeypatch.setattr(lookahead_inject.lookahead, "detect_environment", lambda: other)
+    monkeypatch.setattr(lookahead_inject.lookahead, "detect_environment", lambda model=None: other)
     with pytest.raises(UnsupportedEnvironmentError, match="KERAS_BACKEND=tensorflow"):
         inject(model)
 
@@ -132,7 +132,7 @@ def test_keras3_on_another_backend_is_refused_with_the_fix(monkeypatch, keras_ba
 def test_keras3_graph_mode_is_refused_with_the_fix(monkeypatch):
     model = harness.mlp("sgd", harness.start_weights())
     graph = env.Environment(Version("2.21.0"), env.KERAS_3, "3.15.1", env.GRAPH, "tensorflow")
-    monkeypatch.setattr(lookahead_inject.lookahead, "detect_environment", lambda: graph)
+    monkeypatch.setattr(lookahead_inject.lookahead, "detect_environment", lambda model=None: graph)
     with pytest.raises(UnsupportedEnvironmentError, match="no graph mode.*TF_USE_LEGACY_KERAS=1"):
         inject(model)
 
@@ -146,3 +146,34 @@ def test_info_without_tensorflow_explains_the_fix():
     assert out.returncode == 1
     assert "TensorFlow is not installed" in out.stdout and "pip install tensorflow" in out.stdout
     assert "Python" in out.stdout and "supported:" in out.stdout
+
+
+# Where a failure can strike inside inject, on every backend: the first change
+# (slow copies), after the training hooks are in place (the handle), the last step.
+FAILURE_POINTS = [("_sync", "LookaheadVariables", "mark_trained"),
+                  ("_attachment", "Attachment", "__init__"),
+                  ("_attachment", "Checkpointed", "track")]
+
+
+@pytest.mark.parametrize("module,cls,method", FAILURE_POINTS)
+def test_a_failure_inside_inject_leaves_the_model_as_it_was(monkeypatch, module, cls, method):
+    import importlib
+    model = harness.mlp("sgd", harness.start_weights())
+    optimizer = model.optimizer
+
+    def attributes(owner):
+        # TF 1.x Keras makes this bookkeeping dict at the first attribute set on a
+        # model, by anyone; it is no trace of inject.
+        return set(vars(owner)) - {"_obj_reference_counts_dict"}
+    before = attributes(model), attributes(optimizer), model.compile
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("forced failure")
+    owner = getattr(importlib.import_module("lookahead_inject.backends." + module), cls)
+    monkeypatch.setattr(owner, method, fail)
+    with pytest.raises(RuntimeError, match="forced failure"):
+        inject(model, k=2, alpha=0.0)
+    monkeypatch.undo()
+    assert (attributes(model), attributes(optimizer), model.compile) == before
+    assert model.optimizer is optimizer
+    assert_still_plain(model)

@@ -14,10 +14,28 @@ import tensorflow as tf
 
 import harness
 import reference
-from lookahead_inject import InvalidArgumentError, Lookahead, ModelNotReadyError, inject
+from lookahead_inject import (InvalidArgumentError, Lookahead, ModelNotReadyError,
+                              OptimizerStateError, inject)
 from test_trajectory import expected
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(autouse=True)
+def tf_keras_only(request):
+    if not request.function.__name__.startswith("test_standalone"):
+        harness.skip_standalone("optimizers offer no per-weight slot API: optimizer_state "
+                                "'reset' / 'pullback' are refused there (tested below)")
+
+
+@pytest.mark.parametrize("option", ["reset", "pullback"])
+def test_standalone_keras_refuses_reset_and_pullback_with_the_fix(option):
+    if not harness.STANDALONE:
+        pytest.skip("standalone Keras 2.2 / 2.3 only (LOOKAHEAD_TEST_KERAS=standalone)")
+    model = harness.mlp("momentum", harness.start_weights())
+    with pytest.raises(OptimizerStateError, match="standalone Keras.*optimizer_state='keep'"):
+        inject(model, optimizer_state=option)
+    inject(model)           # nothing was changed: a plain inject still works
 
 # k not dividing the 3 steps of an epoch, k dividing it, alpha=0, and k=1 (a sync every step).
 K_ALPHA = [(5, 0.5), (3, 0.5), (2, 0.0), (1, 0.8)]
@@ -150,9 +168,10 @@ def test_set_state_continues_pullback_exactly():
     harness.assert_trajectories_equal([twin.get_weights()], [model.get_weights()], atol=1e-6)
 
 
-def _slots(model):
+def _slots(model, trained=None):
     from lookahead_inject.backends import _optimizer_state
-    trained = model.trainable_variables if harness.KERAS_3 else model.trainable_weights
+    if trained is None:
+        trained = model.trainable_variables if harness.KERAS_3 else model.trainable_weights
     return [s for slots in _optimizer_state._slots(model.optimizer, trained) for s in slots]
 
 
@@ -237,7 +256,9 @@ def test_mirrored_two_replicas_match_numpy_reference(option, opt):
     x, y = harness.data()
     harness.assert_trajectories_equal(harness.train(model, "fit", x, y),
                                       expected(opt, 3, 0.5, x, y, optimizer_state=option))
-    for variable in la._attachment.variables.momentum_cache:
+    variables = la._attachment.variables
+    copies = [variables.momentum_for(w) for w in variables.trained] if option == "pullback" else []
+    for variable in copies:
         first, second = [np.array(v.numpy()) for v in strategy.experimental_local_results(variable)]
         np.testing.assert_array_equal(first, second)
 
@@ -271,6 +292,27 @@ def test_compile_with_an_optimizer_that_cannot_pull_back_is_refused():
     model = harness.mlp("momentum", harness.start_weights())
     inject(model, k=3, alpha=0.5, optimizer_state="pullback")
     x, y = harness.data()
-    with pytest.raises(ModelNotReadyError, match="pullback.*Adam"):
+    with pytest.raises(OptimizerStateError, match="pullback.*Adam"):
         model.compile(optimizer=harness.optimizer("adam"), loss="mse")
         model.train_on_batch(x[:16], y[:16])
+
+
+@pytest.mark.parametrize("option", ["reset", "pullback"])
+def test_a_frozen_weights_optimizer_state_is_never_touched(option, execution):
+    # The same optimizer is compiled again after freezing the first layer, so it keeps
+    # that layer's momentum; a sync (k=2) treats only the trained weights' state.
+    x, y = harness.data()
+    model = harness.mlp("momentum", harness.start_weights(), execution)
+    inject(model, k=2, alpha=0.5, optimizer_state=option)
+    model.train_on_batch(x[:16], y[:16])                    # step 1: momentum of every weight
+    frozen = model.trainable_variables[:2] if harness.KERAS_3 else model.trainable_weights[:2]
+    before = harness.get_values(_slots(model, frozen))
+    assert all(np.abs(value).max() > 0 for value in before)
+    model.layers[0].trainable = False
+    model.compile(optimizer=model.optimizer, loss="mse", **harness.compile_kwargs(execution))
+    for bx, by in harness.epoch_batches(x, y)[1:4]:          # steps 2-4: syncs at 2 and 4
+        model.train_on_batch(bx, by)
+    harness.assert_trajectories_equal([harness.get_values(_slots(model, frozen))], [before], atol=0)
+    head = model.trainable_variables if harness.KERAS_3 else model.trainable_weights
+    if option == "reset":        # guards against a sync that treated no weight at all
+        assert all(np.abs(value).max() == 0 for value in harness.get_values(_slots(model, head)))

@@ -9,7 +9,7 @@ from lookahead_inject import inject
 from test_models import assert_matches_hand_lookahead
 from test_trajectory import expected
 
-layers = tf.keras.layers
+layers = harness.keras.layers
 
 
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
@@ -19,9 +19,9 @@ def test_sparse_gradients_of_an_embedding(opt, execution):
     y = rng.randn(48, 1).astype("float32")
 
     def build():
-        model = tf.keras.Sequential([layers.Embedding(20, 4, input_length=5),
+        model = harness.keras.Sequential([layers.Embedding(20, 4, input_length=5),
                                      layers.Flatten(), layers.Dense(1)])
-        model.compile(optimizer=harness.optimizer(opt), loss="mse",
+        model.compile(optimizer=harness.optimizer(harness.twin_safe(opt)), loss="mse",
                       **harness.compile_kwargs(execution))
         model.build((None, 5))
         return model
@@ -30,10 +30,14 @@ def test_sparse_gradients_of_an_embedding(opt, execution):
 
 
 def test_learning_rate_schedule_still_drives_the_inner_optimizer():
+    # Standalone Keras has no schedules; its decay= reads `iterations` unordered with
+    # its increment (as its Adam does), so two models side by side need not agree.
+    harness.skip_standalone("has no learning-rate schedules (its decay= races with its "
+                            "own step count)")
     module = harness.optimizer("sgd").__class__
-    schedule = tf.keras.optimizers.schedules.ExponentialDecay(0.2, decay_steps=1, decay_rate=0.7)
 
     def build():
+        schedule = tf.keras.optimizers.schedules.ExponentialDecay(0.2, decay_steps=1, decay_rate=0.7)
         return harness.mlp(module(learning_rate=schedule), harness.start_weights())
     x, y = harness.data()
     steps = [lambda m, b=b: m.train_on_batch(*b) for b in harness.epoch_batches(x, y, 3)]
@@ -49,7 +53,7 @@ def test_reduce_lr_on_plateau_acts_on_the_users_optimizer():
     assert model.optimizer is user_optimizer
 
     def plateau():    # min_delta no loss can beat: the rate halves after every epoch
-        return tf.keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0,
+        return harness.keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0,
                                                     min_delta=1e9, verbose=0)
     got = harness.RecordWeights()
     model.fit(x, y, batch_size=harness.BATCH, epochs=3, shuffle=False, verbose=0,
@@ -90,34 +94,6 @@ def test_validation_evaluate_predict_and_progress_bar(capsys):
     np.testing.assert_allclose(model.evaluate(x, y, verbose=0), twin.evaluate(x, y, verbose=0),
                                atol=1e-6)
     np.testing.assert_allclose(model.predict(x, verbose=0), twin.predict(x, verbose=0), atol=1e-6)
-
-
-@pytest.fixture
-def mixed_float16():
-    tf.keras.mixed_precision.set_global_policy("mixed_float16")
-    yield
-    tf.keras.mixed_precision.set_global_policy("float32")
-
-
-@pytest.mark.skipif(harness.GRAPH or harness.ENVIRONMENT.tf_version.release < (2, 4),
-                    reason="mixed precision (set_global_policy) needs TF >= 2.4 in eager mode; "
-                           "TF 1.x-2.3 had only the experimental API")
-def test_mixed_precision_skipped_step_is_not_a_lookahead_step(mixed_float16):
-    model = tf.keras.Sequential([layers.Dense(8, activation="tanh", input_shape=(harness.N_IN,)),
-                                 layers.Dense(1, dtype="float32")])
-    model.compile(optimizer=harness.optimizer("sgd"), loss="mse")
-    la = inject(model, k=2, alpha=0.0)
-    start = model.get_weights()
-    x, y = harness.data()
-    model.train_on_batch(x[:16], y[:16])                                  # step 1
-    after_one = model.get_weights()
-    model.train_on_batch(x[:16], np.full_like(y[:16], np.inf))            # inf loss: skipped
-    assert la.step == 1
-    harness.assert_trajectories_equal([model.get_weights()], [after_one], atol=0)
-    model.train_on_batch(x[16:32], y[16:32])                               # step 2: sync
-    assert la.step == 2
-    harness.assert_trajectories_equal([model.get_weights()], [start], atol=1e-7)
-    assert all(s.dtype == np.float32 for s in la.get_state()["slow_weights"])
 
 
 def test_slow_weights_have_their_fast_weights_dtype_and_shape():

@@ -123,8 +123,9 @@ def rows(results):
         keras = (seen or {}).get("keras", "?")
         keras_version = packages.get("tf-keras") if keras == environment.KERAS_TF_KERAS else \
             packages.get("keras") or (seen or {}).get("keras_version")
-        out.append("| {} | {} | {} | {} {} | {} | {} | {} | {} |".format(
-            env_name, record["python"], packages.get("tensorflow"), keras, keras_version or "",
+        out.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            env_name, record["python"], packages.get("tensorflow"),
+            environment.keras_label(keras, keras_version),
             packages.get("numpy"), *(cells + [distributed_cell(runs)])))
     return out, newest
 
@@ -149,7 +150,7 @@ def main(argv=None):
         "MirroredStrategy (2 logical CPUs) and two-worker MultiWorkerMirroredStrategy equality "
         "tests that ran (skips are not counted).".format(date),
         "",
-        "| tox env | Python | TensorFlow | Keras behind tf.keras | numpy | graph mode | eager mode "
+        "| tox env | Python | TensorFlow | Keras that builds the model | numpy | graph mode | eager mode "
         "| tf.distribute (tests/test_distribute.py) |",
         "|---|---|---|---|---|---|---|---|",
     ] + table + [""]

@@ -1,6 +1,11 @@
-"""What every backend's ``attach`` returns, and how the state rides along in checkpoints."""
+"""What every backend's ``attach`` returns, how it is undone, and how the state rides
+along in checkpoints."""
+
+import contextlib
 
 import tensorflow as tf
+
+from ._sync import pull_together
 
 #: Name of the Lookahead state in the model's TF-format checkpoints.
 CHECKPOINT_NAME = "lookahead_inject"
@@ -11,32 +16,106 @@ class Attachment(object):
 
     ``variables`` is the ``LookaheadVariables`` the training step updates;
     ``read(vars)`` / ``write(vars, values)`` move numpy values in and out of TF
-    variables the way this TF version wants; ``detach()`` restores the model's
-    own training; ``state_written()`` is told when the state was set from outside
-    (the step may be 0 again, so the slow weights are to be taken again).
-
-    The slow weights and the step counter become a checkpoint dependency of the
-    model (not layer weights: ``model.weights``, ``get_weights`` and .h5 files
-    stay as they were), so TF-format ``save_weights`` / ``load_weights`` and
-    ``tf.train.Checkpoint(model=...)`` carry them.
+    variables the way this TF version wants; ``run(build)`` runs the ops that
+    ``build()`` makes, now; ``detach()`` restores the model's own training;
+    ``state_written()`` is told when the state was set from outside (the step
+    may be 0 again, so the slow weights are to be taken again).
     """
 
-    def __init__(self, model, variables, read, write, detach, state_written=lambda: None):
+    def __init__(self, model, variables, read, write, run, detach, state_written=lambda: None):
         self.model, self.variables = model, variables
-        self.read, self.write, self._detach = read, write, detach
-        self.state_written = state_written
-        holder = tf.Module(name=CHECKPOINT_NAME)
-        holder.slow_weights = list(variables.slow)
-        holder.step = variables.step
-        if variables.momentum_cache:     # optimizer_state="pullback" (keeps old checkpoints' keys)
-            holder.momentum_cache = list(variables.momentum_cache)
-        self._track(holder)
+        self.read, self.write, self.run = read, write, run
+        self.detach, self.state_written = detach, state_written
 
-    def detach(self):
-        self._detach()
-        self._track(tf.Module(name=CHECKPOINT_NAME))
+    def trainable_weights(self):
+        return trainable_weights(self.model)
 
-    def _track(self, holder):
+    def sync_now(self):
+        """The in-step sync's ``pull_together``, run now on the weights training trains."""
+        trained = self.variables.trained
+        pairs = self.variables.pairs(trained)
+        self.run(("sync",) + tuple(id(w) for w in trained),
+                 lambda: pull_together(pairs, self.variables.alpha))
+
+
+def trainable_weights(model):
+    """``model.trainable_weights``, or none while the model is not built (Keras 2.4+
+    raise for an unbuilt Sequential instead of answering)."""
+    return list(model.trainable_weights) if getattr(model, "built", True) else []
+
+
+class Checkpointed(object):
+    """The slow copies and the step counter as a checkpoint dependency of the model.
+
+    Not layer weights: ``model.weights``, ``get_weights`` and .h5 files stay as
+    they were, while TF-format ``save_weights`` / ``load_weights`` and
+    ``tf.train.Checkpoint(model=...)`` carry them. A slow copy is named by its
+    weight's position in ``model.weights``, which is the same in a new process
+    that builds the same model, whenever the copy is made.
+    """
+
+    def __init__(self, model, step):
+        self.model = model
+        self.holder = tf.Module(name=CHECKPOINT_NAME)
+        self.holder.step = step
+        self._extra = {}
+
+    def add(self, weight, slow, kind="slow"):
+        """``kind`` "slow" or "momentum" (optimizer_state="pullback")."""
+        position = [i for i, w in enumerate(self.model.weights) if w is weight]
+        if position:
+            name = "{}_{}".format(kind, position[0])
+        else:           # a variable a custom train_step trains beside the model's own
+            self._extra[kind] = self._extra.get(kind, -1) + 1
+            name = "{}_extra_{}".format(kind, self._extra[kind])
+        # Setting an attribute of a tracked Module also restores it from a
+        # checkpoint whose restore is still pending (load_weights before the first step).
+        setattr(self.holder, name, slow)
+
+    def track(self):
         # Trackable._track_trackable (TF 1.14 - 2.21, Keras 2 and 3 on TF) adds a
         # checkpoint dependency without making a layer attribute.
-        self.model._track_trackable(holder, name=CHECKPOINT_NAME, overwrite=True)
+        self.model._track_trackable(self.holder, name=CHECKPOINT_NAME, overwrite=True)
+
+    def untrack(self):
+        self.model._track_trackable(tf.Module(name=CHECKPOINT_NAME), name=CHECKPOINT_NAME,
+                                    overwrite=True)
+
+
+class Undo(object):
+    """Changes to the user's objects, each with the way to take it back.
+
+    ``attach`` records every change it makes here; if anything fails before
+    ``attach`` returns, every recorded change is taken back, newest first, so a
+    failed ``inject`` leaves the model exactly as it was.
+    """
+
+    def __init__(self):
+        self._steps = []
+
+    def set_attribute(self, owner, name, value):
+        """``owner.name = value``, undone by deleting the instance attribute or
+        restoring the one it replaced."""
+        had = name in vars(owner)
+        old = vars(owner).get(name)
+        setattr(owner, name, value)
+        self.add(lambda: setattr(owner, name, old) if had else delattr(owner, name))
+
+    def add(self, undo):
+        self._steps.append(undo)
+
+    def run(self):
+        while self._steps:
+            self._steps.pop()()
+
+
+@contextlib.contextmanager
+def all_or_nothing():
+    """``with all_or_nothing() as undo:`` takes back what was recorded in ``undo``
+    when the block raises (also KeyboardInterrupt), and re-raises."""
+    undo = Undo()
+    try:
+        yield undo
+    except BaseException:
+        undo.run()
+        raise

@@ -15,10 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
-from ._attachment import Attachment
-from . import _optimizer_state
-from ._optimizer_state import PULLBACK
-from ._sync import LookaheadVariables, cache_name, slow_name
+from . import _estimator, _horovod, _optimizer_state
+from ._attachment import Attachment, Checkpointed, all_or_nothing, trainable_weights
+from ._loss_scale import sync_inside_applied_step
+from ._sync import LookaheadVariables, slow_name
 
 
 def engine_backend(model):
@@ -39,92 +39,140 @@ def engine_backend(model):
         "bases). inject() takes a compiled tf.keras Model.".format(type(model).__name__))
 
 
-def create_variables(model, K, k, alpha, optimizer_state="keep"):
-    """Slow copies and the step counter, as Keras variables of the model's graph.
+class _Store(object):
+    """Slow copies as Keras variables of the model's graph; values moved by session runs.
 
-    They start as zeros, not as ``K.variable(p)``: the blog's initial value read
-    ``p`` in the same initializer run as ``p``'s own (FailedPreconditionError
-    on a fresh TF1 model) and froze the values at inject time. The slow copies
-    are filled from the fast weights by the first training step instead.
+    Slow copies start as zeros, not as ``K.variable(p)``: the blog's initial
+    value read ``p`` in the same initializer run as ``p``'s own
+    (FailedPreconditionError on a fresh TF1 model) and froze the values at
+    inject time. ``LookaheadVariables.prepare`` fills them from the fast weights
+    when the train function that first trains them is built, right before its
+    first step.
     """
-    fast = list(model.trainable_weights)
 
-    def zeros_like(w, name):
-        return K.variable(np.zeros(_shape(w), dtype=w.dtype.base_dtype.as_numpy_dtype),
-                          dtype=w.dtype.base_dtype, name=name)
+    def __init__(self, K, graph, on_new_slow):
+        self.K, self.graph, self.on_new_slow = K, graph, on_new_slow
+        self._ops = {}
 
-    with fast[0].graph.as_default():
-        slow = [zeros_like(w, slow_name(w)) for w in fast]
-        cache = [zeros_like(w, cache_name(w)) for w in fast] if optimizer_state == PULLBACK else []
-        step = K.variable(0, dtype="int64", name="lookahead_step")
-    return LookaheadVariables(fast, slow, step, k, alpha, optimizer_state=optimizer_state,
-                              momentum_cache=cache)
+    def make_slow(self, weight, kind="slow"):
+        with self.graph.as_default():
+            slow = self.K.variable(np.zeros(_shape(weight), weight.dtype.base_dtype.as_numpy_dtype),
+                                   dtype=weight.dtype.base_dtype, name=slow_name(weight, kind))
+        self.on_new_slow(weight, slow, kind)
+        return slow
+
+    @staticmethod
+    def tf_variable(weight):
+        return weight
+
+    def read(self, variables):
+        return self.K.batch_get_value(list(variables))
+
+    def write(self, variables, values):
+        self.K.batch_set_value(list(zip(variables, values)))
+
+    def run(self, key, build):
+        # Built once per key and kept: a graph grows with every op added to it.
+        if key not in self._ops:
+            with self.graph.as_default():
+                self._ops[key] = build()
+        self.K.batch_get_value([self._ops[key]])
 
 
-def attach(model, k, alpha, build_train_function, optimizer_state="keep"):
+def attach(model, k, alpha, build_train_function, checkpoint=True, optimizer_state="keep"):
     """Route every (re)build of the model's train function through ``build_train_function``.
 
     ``build_train_function(model, K, training_updates)`` mirrors its TF
     version's ``_make_train_function``, with the pieces all versions share from
     here: ``feed_inputs``, ``training_updates()`` (the optimizer's updates and the
-    Lookahead sync) and ``set_train_function``.
+    Lookahead sync) and ``set_train_function``. ``checkpoint=False``: the model is
+    no TF Trackable (standalone Keras), so nothing rides in its checkpoints.
     """
+    _optimizer_state.check(model.optimizer, optimizer_state)
     K = engine_backend(model)
-    variables = create_variables(model, K, k, alpha, optimizer_state)
+    # A model without weights yet (built by its first fit) lives in Keras' graph.
+    graph = model.weights[0].graph if getattr(model, "built", True) and model.weights else K.get_graph()
+    with graph.as_default():
+        step = K.variable(0, dtype="int64", name="lookahead_step")
+    checkpointed = Checkpointed(model, step)
+    store = _Store(K, graph, checkpointed.add)
+    variables = LookaheadVariables(step, k, alpha, store, optimizer_state)
+    start_pending = [True]
 
     def training_updates():
         return updates_with_lookahead(model, variables)
 
-    with variables.fast[0].graph.as_default():
-        start = variables.start_op()
-    start_pending = [True]
+    def take_slow_weights_if_step_is_0():
+        # Keras calls _make_train_function at the start of every fit,
+        # fit_generator and train_on_batch call, right before the steps. After
+        # inject, load_weights or set_state the step may be 0: then the slow
+        # weights are taken here, in one session run, not by a check inside
+        # every step (on a tiny TF 1 model each extra op per step costs).
+        if start_pending[0] and variables.trained:
+            if int(store.read([step])[0]) == 0:
+                variables.take_slow(variables.trained)
+            start_pending[0] = False
 
     def make_train_function():
         build_train_function(model, K, training_updates)
-        # Keras calls this at the start of every fit, fit_generator and
-        # train_on_batch call, right before the steps. The slow weights are taken
-        # here (slow <- fast while step == 0) in one session run, not by a check
-        # inside every step: on a tiny TF 1 model each extra op per step costs.
-        if start_pending[0]:
-            K.batch_get_value([start])
-            start_pending[0] = False
+        take_slow_weights_if_step_is_0()
 
     def load_weights(*args, **kwargs):
         result = original_load_weights(*args, **kwargs)
         start_pending[0] = True          # a TF checkpoint may have put the step back to 0
         return result
 
-    # Instance attributes shadow the Model methods: fit, train_on_batch and
-    # fit_generator all reach the train function through _make_train_function,
-    # in every TF1/v1 version.
-    original_load_weights = model.load_weights
-    model._make_train_function = make_train_function
-    model.load_weights = load_weights
-    model.train_function = None
-
-    def detach():
-        del model._make_train_function
-        del model.load_weights
-        model.train_function = None
-
     def state_written():
         start_pending[0] = True
 
-    return Attachment(
-        model, variables,
-        read=K.batch_get_value,
-        write=lambda vs, values: K.batch_set_value(list(zip(vs, values))),
-        detach=detach, state_written=state_written)
+    def detach():
+        undo.run()
+        model.train_function = None
+
+    with all_or_nothing() as undo:
+        # Slow copies of the weights compile set to train, made now so that a TF
+        # checkpoint loaded before the first step restores them; they are filled
+        # by the first step (step 0), not taken again when the step is restored.
+        variables.mark_trained(trainable_weights(model))
+        # Instance attributes shadow the Model methods: fit, train_on_batch and
+        # fit_generator all reach the train function through _make_train_function,
+        # in every TF1/v1 version.
+        original_load_weights = model.load_weights
+        undo.set_attribute(model, "_make_train_function", make_train_function)
+        undo.set_attribute(model, "load_weights", load_weights)
+        model.train_function = None
+        undo.add(_estimator.guard(model))
+        attachment = Attachment(
+            model, variables, read=store.read, write=store.write, run=store.run,
+            detach=detach, state_written=state_written)
+        if checkpoint:
+            # Last: a tracked checkpoint dependency cannot be taken back, only emptied.
+            checkpointed.track()
+            undo.add(checkpointed.untrack)
+    return attachment
 
 
 def updates_with_lookahead(model, variables):
-    """The optimizer's updates of the compiled trainable weights, followed by the sync."""
+    """The optimizer's updates of the compiled trainable weights, followed by the sync.
+
+    Under a loss-scale optimizer the sync is built inside its applied step, so a
+    step it skips for non-finite gradients is not a Lookahead step.
+    """
     params = model._collected_trainable_weights
-    variables.check_covers(params)
-    # compile() after inject may have brought an optimizer the option has no meaning for.
+    # compile() after inject may have brought an optimizer the option has no meaning
+    # for: refused here, when the next train function is built.
     _optimizer_state.check(model.optimizer, variables.optimizer_state)
-    updates = [_as_op(u) for u in model.optimizer.get_updates(params=params, loss=model.total_loss)]
-    return updates + [variables.sync_op(after=updates, optimizer=model.optimizer)]
+    variables.horovod = _horovod.in_use(model.optimizer)
+    # Built right before the first step it runs: weights joining take their slow copies now.
+    variables.take_slow(variables.prepare(params))
+
+    def sync_op(after):
+        return variables.sync_op(params, after=after, optimizer=model.optimizer)
+    with sync_inside_applied_step(model.optimizer, sync_op) as synced:
+        updates = [_as_op(u) for u in model.optimizer.get_updates(params=params, loss=model.total_loss)]
+    if synced:
+        return updates
+    return updates + [sync_op(updates)]
 
 
 def feed_inputs(model, K):
@@ -158,6 +206,7 @@ def _shape(weight):
 
 def check(model):
     """Refuse models the graph builders cannot rebuild, before anything is changed."""
+    _horovod.check(model.optimizer)
     # The v1 engine distributes through its own training_distributed loop, which
     # never calls _make_train_function: Lookahead would silently not run there.
     if getattr(model, "_distribution_strategy", None) is not None or \

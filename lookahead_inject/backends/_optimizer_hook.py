@@ -17,36 +17,64 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
-from ._attachment import Attachment
-from . import _optimizer_state
-from ._optimizer_state import PULLBACK
-from ._sync import LookaheadVariables, cache_name, slow_name
+from . import _estimator, _horovod, _optimizer_state
+from ._attachment import Attachment, Checkpointed, all_or_nothing, trainable_weights
+from ._sync import LookaheadVariables, once_for_all_replicas, slow_name
 
 
-def create_variables(fast, k, alpha, strategy, handed_to_optimizer=None, optimizer_state="keep"):
-    """Slow copies (dtype and device of their fast weight) and the step counter.
+class Store(object):
+    """Slow copies as ``tf.Variable``s made eagerly, in the model's strategy; values
+    moved eagerly, also from inside a traced step (``tf.init_scope``).
 
-    Created eagerly at inject time, in the model's distribution strategy scope
-    (never lazily inside a traced step). They start at zero: the first training
-    step fills them from the fast weights.
+    A slow copy has its weight's dtype and sits on its weight's device (a
+    strategy places its own copies). It starts at zero: the in-step start (step 0)
+    or join fills it from the fast weight at the first step that trains it.
     """
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with tf.init_scope(), scope:
-        distributed = tf.distribute.has_strategy()     # False for the default strategy
-        slow, cache = [], []
-        for weight in fast:
-            # A strategy places its own copies; on one device a copy sits by its weight.
-            device = tf.device(weight.device) if not distributed else contextlib.nullcontext()
+
+    def __init__(self, strategy, tf_variable, on_new_slow):
+        self.strategy, self.tf_variable, self.on_new_slow = strategy, tf_variable, on_new_slow
+
+    def make_slow(self, weight, kind="slow"):
+        fast = self.tf_variable(weight)
+        # Never a variable of a traced step: lifted out to the eager context.
+        with tf.init_scope(), _scope(self.strategy):
+            distributed = tf.distribute.has_strategy()     # False for the default strategy
+            device = tf.device(fast.device) if not distributed else contextlib.nullcontext()
             with device:
-                slow.append(tf.Variable(tf.zeros(weight.shape, weight.dtype), trainable=False,
-                                        name=slow_name(weight)))
-                if optimizer_state == PULLBACK:
-                    cache.append(tf.Variable(tf.zeros(weight.shape, weight.dtype),
-                                             trainable=False, name=cache_name(weight)))
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="lookahead_step",
+                slow = tf.Variable(tf.zeros(fast.shape, fast.dtype), trainable=False,
+                                   name=slow_name(fast, kind))
+        self.on_new_slow(weight, slow, kind)
+        return slow
+
+    def make_flag(self):
+        with tf.init_scope(), _scope(self.strategy):
+            return tf.Variable(True, trainable=False, name="lookahead_joining",
+                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+    @staticmethod
+    def read(variables):
+        with tf.init_scope():
+            return [np.array(v.numpy()) for v in variables]
+
+    @staticmethod
+    def write(variables, values):
+        with tf.init_scope():
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+
+    @staticmethod
+    def run(key, build):
+        build()
+
+
+def make_step(strategy):
+    with tf.init_scope(), _scope(strategy):
+        return tf.Variable(0, dtype=tf.int64, trainable=False, name="lookahead_step",
                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    return LookaheadVariables(fast, slow, step, k, alpha, handed_to_optimizer,
-                              optimizer_state=optimizer_state, momentum_cache=cache)
+
+
+def _scope(strategy):
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 def check_not_hooked(optimizer, method, innermost):
@@ -66,38 +94,52 @@ class OptimizerHook(object):
     ``innermost(optimizer)`` finds the optimizer that runs it (the inner one of a
     loss-scale optimizer); ``trained_variables(args, kwargs)`` picks the
     variables out of its arguments; ``retrace(model)`` makes Keras build its
-    train function again so the hook is traced in.
+    train function again so the hook is traced in. ``update_count(optimizer)``
+    is None or a function returning the optimizer's count of weight updates: a
+    call that leaves it unchanged (accumulating gradients) is not a Lookahead step.
     """
 
-    def __init__(self, model, variables, method, innermost, trained_variables, retrace):
+    def __init__(self, model, variables, method, innermost, trained_variables, retrace,
+                 update_count):
         self.model, self.variables, self.method = model, variables, method
         self.innermost, self.trained_variables, self.retrace = innermost, trained_variables, retrace
+        self.update_count = update_count
         self.hooked = None
 
     def hook(self):
         check_not_hooked(self.model.optimizer, self.method, self.innermost)
+        _horovod.check(self.model.optimizer)
+        # Read when the step is traced (after every compile, see attach).
+        self.variables.horovod = _horovod.in_use(self.model.optimizer)
         target = self.innermost(self.model.optimizer)
         original = getattr(target, self.method)
         variables, trained_variables = self.variables, self.trained_variables
+        # Decided per optimizer: compile() may bring one that accumulates gradients.
+        update_count = self.update_count(target)
 
         def apply_with_lookahead(*args, **kwargs):
             args, kwargs, trained = trained_variables(args, kwargs)
-            if trained is not None:
-                variables.check_covers(trained)
-            variables.start_op()
+            if trained is None:     # Keras 3 apply(grads): the variables it was built on
+                trained = variables.trained or trainable_weights(self.model)
+            # Runs once per trace (every step when run eagerly): weights this step
+            # trains for the first time take their slow copies at its first run.
+            variables.join_op(trained)
+            variables.start_op(trained)
+            before = update_count() if update_count else None
             result = original(*args, **kwargs)
             # Inside a tf.function automatic control dependencies run stateful ops in
             # program order; Keras 3 returns a KerasVariable here, which cannot be a
             # control input (TypeError), so none is passed.
-            variables.sync_op(optimizer=target)
+            variables.sync_op(trained, applied=None if before is None else
+                              tf.not_equal(update_count(), before), optimizer=target)
             return result
 
         setattr(target, self.method, apply_with_lookahead)
         self.hooked = target
-        # After compile() with a new optimizer: refuse here, in plain Python, an
-        # optimizer_state it has no meaning for (inside the traced step the same error
-        # would come wrapped in autograph's StagingError). The hook stays, so training
-        # on regardless fails there too instead of running without Lookahead.
+        # At inject and after compile() with a new optimizer: refuse here, in plain
+        # Python, an optimizer_state it has no meaning for (inside the traced step
+        # the error would come later, at the first sync's trace). The hook stays, so
+        # training on regardless fails there too instead of running without Lookahead.
         _optimizer_state.check(self.model.optimizer, variables.optimizer_state)
 
     def unhook(self):
@@ -106,38 +148,44 @@ class OptimizerHook(object):
             self.hooked = None
 
 
-def attach(model, variables, method, innermost, trained_variables, retrace):
-    """Hook the optimizer, follow it through later ``compile()`` calls, retrace."""
-    hook = OptimizerHook(model, variables, method, innermost, trained_variables, retrace)
-    hook.hook()
-    original_compile = model.compile
+def attach(model, strategy, tf_variable, k, alpha, method, innermost, trained_variables, retrace,
+           update_count=lambda optimizer: None, optimizer_state="keep"):
+    """Make the Lookahead variables, hook the optimizer, follow it through later
+    ``compile()`` calls, retrace; all or nothing."""
+    _optimizer_state.check(model.optimizer, optimizer_state)
+    with all_or_nothing() as undo:
+        step = make_step(strategy)
+        checkpointed = Checkpointed(model, step)
+        store = Store(strategy, tf_variable, checkpointed.add)
+        variables = LookaheadVariables(step, k, alpha, store, optimizer_state)
+        # Slow copies of the weights compile set to train, made now so that a TF
+        # checkpoint loaded before the first step restores them; they are filled
+        # by the first step (step 0), not taken again when the step is restored.
+        variables.mark_trained(trainable_weights(model))
+        hook = OptimizerHook(model, variables, method, innermost, trained_variables, retrace,
+                             update_count)
+        hook.hook()
+        undo.add(hook.unhook)
+        original_compile = model.compile
 
-    def compile_keeping_lookahead(*args, **kwargs):
-        # compile() may bring a new optimizer; the hook moves to it, so training
-        # never silently continues without Lookahead.
-        hook.unhook()
-        try:
-            original_compile(*args, **kwargs)
-        finally:
-            hook.hook()
-            retrace(model)
+        def compile_keeping_lookahead(*args, **kwargs):
+            # compile() may bring a new optimizer; the hook moves to it, so training
+            # never silently continues without Lookahead.
+            hook.unhook()
+            try:
+                original_compile(*args, **kwargs)
+            finally:
+                hook.hook()
+                retrace(model)
 
-    compile_keeping_lookahead.__doc__ = original_compile.__doc__
-    model.compile = compile_keeping_lookahead
-    retrace(model)
-
-    def detach():
-        hook.unhook()
-        del model.compile
+        compile_keeping_lookahead.__doc__ = original_compile.__doc__
+        undo.set_attribute(model, "compile", compile_keeping_lookahead)
+        undo.add(lambda: retrace(model))
         retrace(model)
-
-    return Attachment(model, variables, read=_read, write=_write, detach=detach)
-
-
-def _read(variables):
-    return [np.array(v.numpy()) for v in variables]
-
-
-def _write(variables, values):
-    for variable, value in zip(variables, values):
-        variable.assign(value)
+        undo.add(_estimator.guard(model))
+        attachment = Attachment(model, variables, read=store.read, write=store.write,
+                                run=store.run, detach=undo.run)
+        # Last: a tracked checkpoint dependency cannot be taken back, only emptied.
+        checkpointed.track()
+        undo.add(checkpointed.untrack)
+    return attachment

@@ -31,7 +31,8 @@ none of them. The slots are found through each Keras version's optimizer API
 
 import tensorflow as tf
 
-from ..errors import ModelNotReadyError
+from ..errors import OptimizerStateError
+from . import _horovod
 
 KEEP, RESET, PULLBACK = "keep", "reset", "pullback"
 OPTIONS = (KEEP, RESET, PULLBACK)
@@ -60,15 +61,20 @@ def check(optimizer, option):
     inside a traced step)."""
     if option == KEEP:
         return
+    if _horovod.in_use(optimizer):
+        # Untested under Horovod: refused rather than trusted.
+        raise OptimizerStateError(
+            "optimizer_state={!r} is not supported with a Horovod DistributedOptimizer. "
+            "Use optimizer_state='keep' under Horovod.".format(option))
     optimizer = innermost(optimizer)
     name = type(optimizer).__name__
     if not _has_slot_api(optimizer):
-        raise ModelNotReadyError(
+        raise OptimizerStateError(
             "optimizer_state={!r}: the optimizer {} offers no way to find its per-weight "
             "state (it is neither a Keras 2 OptimizerV2 nor a Keras 2.11+ / Keras 3 "
             "optimizer). Use optimizer_state='keep' or a tf.keras optimizer.".format(option, name))
     if option == RESET and name not in RESETTABLE:
-        raise ModelNotReadyError(
+        raise OptimizerStateError(
             "optimizer_state='reset' knows the initial state of {} only; {}'s state does "
             "not all start at zero (e.g. Adagrad's initial_accumulator_value). Use "
             "optimizer_state='keep', or one of those optimizers.".format(
@@ -76,7 +82,7 @@ def check(optimizer, option):
     if option == PULLBACK:
         momentum = _config(optimizer).get("momentum", 0.0)
         if name != "SGD" or not isinstance(momentum, (int, float)) or momentum == 0:
-            raise ModelNotReadyError(
+            raise OptimizerStateError(
                 "optimizer_state='pullback' interpolates SGD's momentum buffer (the paper's "
                 "authors define it for that buffer only); the optimizer is {}{}. Use SGD "
                 "with momentum > 0, or optimizer_state='reset' / 'keep'.".format(
@@ -102,7 +108,7 @@ def sync_ops(option, optimizer, trained, alpha, cache=()):
     for weight_slots, cached in zip(slots, cache):
         if len(weight_slots) > 1:
             # check() refused this optimizer at inject / compile; training went on anyway.
-            raise ModelNotReadyError(
+            raise OptimizerStateError(
                 "optimizer_state='pullback' needs SGD with momentum; {} keeps {} buffers "
                 "per weight. Compile with SGD(momentum=...) again, or inject with another "
                 "optimizer_state.".format(type(optimizer).__name__, len(weight_slots)))

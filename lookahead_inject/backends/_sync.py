@@ -7,98 +7,206 @@ Algorithm 1 of Zhang et al. 2019, "Lookahead Optimizer: k steps forward, 1 step 
         slow <- slow + alpha * (fast - slow)
         fast <- slow
 
+only for the weights the training step trains: a frozen weight is never written,
+and a weight that starts being trained (unfrozen and recompiled, or created by
+the first call of a model that had no weights at inject) takes its slow copy at
+the first step that trains it, while the others keep theirs and the step count.
+
 The ops here use only public TensorFlow API and work in a TF1 graph, in a
 ``tf.function`` and eagerly. Each backend decides where they go (inside the
-rebuilt graph train function, or inside the optimizer's apply step) and how the
-variables are created; nothing here knows which TF version runs.
+rebuilt graph train function, or inside the optimizer's apply step), how the
+variables are created and how values are read and written now; nothing here
+knows which TF version runs.
 """
 
 import tensorflow as tf
 
-from . import _optimizer_state
+from ..errors import ModelNotReadyError
+from . import _horovod, _optimizer_state
 
 
 class LookaheadVariables(object):
-    """One model's Lookahead state: a slow copy of each fast weight and a step counter.
+    """One model's Lookahead state: a slow copy per trained weight and a step counter.
 
     ``step`` counts fast steps taken since inject (not ``optimizer.iterations``,
-    which a resumed run or a shared optimizer would shift). Slow weights are
-    filled from the fast ones when ``step == 0``, at the first training step,
-    so weights loaded or set after ``inject`` are the start point.
+    which a resumed run or a shared optimizer would shift). ``store`` is the
+    backend's vocabulary: ``make_slow(weight)`` creates a zero variable like
+    ``weight``, ``tf_variable(weight)`` is the TF variable behind what the
+    optimizer is handed, ``read`` / ``write`` move values now (not in a step).
+    ``optimizer_state`` is what a sync does to the optimizer's own state
+    (``_optimizer_state``); for "pullback" each weight also gets a momentum copy,
+    made with its slow copy (``store.make_slow(weight, kind="momentum")``).
     """
 
-    def __init__(self, fast, slow, step, k, alpha, handed_to_optimizer=None,
-                 optimizer_state=_optimizer_state.KEEP, momentum_cache=()):
-        self.fast = list(fast)
-        self.slow = list(slow)
-        self.step = step
-        self.k = k
-        self.alpha = alpha
-        # The objects the optimizer is given for the fast weights (Keras 3 hands it
-        # KerasVariables that wrap the tf.Variables in ``fast``).
-        self.handed = list(handed_to_optimizer or self.fast)
-        self._known = set(id(v) for v in self.handed)
-        # What the sync does to the optimizer's state (_optimizer_state), and for
-        # "pullback" one momentum copy per fast weight (zeros until the first sync).
+    def __init__(self, step, k, alpha, store, optimizer_state=_optimizer_state.KEEP):
+        self.step, self.k, self.alpha, self.store = step, k, alpha, store
         self.optimizer_state = optimizer_state
-        self.momentum_cache = list(momentum_cache)
+        self._slow = {}        # id(weight) -> (weight, its slow copy, its momentum copy or None)
+        #: The weights the training step built last trains, in its order.
+        self.trained = []
+        self._join = None      # (ids of a step's weights, (fast, slow) pairs joining, flag)
+        #: Whether the optimizer is Horovod's (set by the backend): see ``_taken``.
+        self.horovod = False
 
-    def check_covers(self, params):
-        """Refuse to train ``params`` that have no slow copy (made trainable after inject)."""
-        known = self._known
-        missing = [p.name for p in params if id(p) not in known]
-        if missing:
-            from ..errors import ModelNotReadyError
+    @property
+    def slow(self):
+        """Every slow copy made so far (for checks across replicas)."""
+        return [slow for _, slow, _ in self._slow.values()]
+
+    def slow_for(self, weight):
+        """The slow copy of ``weight``, created (zeros) the first time it is asked for."""
+        return self._entry(weight)[1]
+
+    def momentum_for(self, weight):
+        """The momentum copy of ``weight`` (optimizer_state="pullback"; zeros until
+        its first sync), made with its slow copy."""
+        return self._entry(weight)[2]
+
+    def _entry(self, weight):
+        entry = self._slow.get(id(weight))
+        if entry is None:
+            momentum = (self.store.make_slow(weight, kind="momentum")
+                        if self.optimizer_state == _optimizer_state.PULLBACK else None)
+            entry = self._slow[id(weight)] = (weight, self.store.make_slow(weight), momentum)
+        return entry
+
+    def prepare(self, weights):
+        """Called where a training step of ``weights`` is built, before it first runs;
+        returns the weights that join (not in the last built step, so first trained
+        by this one), once: their slow copies are made here, to be filled now
+        (``take_slow``) by the caller.
+        """
+        weights = list(weights)
+        if not weights:
             raise ModelNotReadyError(
-                "The model's trainable weights changed since inject (new: {}). "
-                "Call la.remove() and inject again after changing which layers "
-                "are trainable.".format(", ".join(missing)))
+                "The model has no trainable weights once built, so Lookahead has nothing "
+                "to do. Make at least one layer trainable and compile again, or call "
+                "la.remove() to train without Lookahead.")
+        known = set(id(w) for w in self.trained)
+        joining = [w for w in weights if id(w) not in known]
+        for weight in joining:
+            self.slow_for(weight)
+        self.trained = weights
+        return joining
 
-    def start_op(self):
-        """Before the first fast step: ``slow <- fast`` if no step was taken yet."""
-        def start():
-            return _grouped([s.assign(f) for f, s in zip(self.fast, self.slow)])
-        return _once_for_all_replicas(lambda: _if(tf.equal(self.step.read_value(), 0), start))
+    def take_slow(self, weights):
+        """``slow <- fast`` for ``weights``, now."""
+        if weights:
+            slow = [self.slow_for(w) for w in weights]
+            self.store.write(slow, self.store.read(weights))
+            if self.horovod:
+                self.store.run(("horovod",) + tuple(id(s) for s in slow),
+                               lambda: _grouped(_horovod.share_start(slow)))
 
-    def sync_op(self, after=(), optimizer=None):
-        """After a fast step: count it, and on every k-th step pull fast and slow together.
+    def mark_trained(self, weights):
+        """``weights`` hold valid slow copies (set from outside): do not take them again."""
+        for weight in weights:
+            self.slow_for(weight)
+        self.trained, self._join = list(weights), None
+
+    def pairs(self, weights):
+        """(fast TF variable, slow copy) for each of ``weights``."""
+        return [(self.store.tf_variable(w), self.slow_for(w)) for w in weights]
+
+    def start_op(self, weights):
+        """Before a fast step: ``slow <- fast`` if no step was taken yet (state reset to 0)."""
+        pairs = self.pairs(weights)
+        return once_for_all_replicas(
+            lambda: _if(tf.equal(self.step.read_value(), 0), lambda: self._taken(pairs),
+                        refs=_has_refs(pairs)))
+
+    def join_op(self, weights):
+        """In a traced (or eager) step of ``weights``: ``slow <- fast`` for the weights
+        that join, at the step's first run only (a one-time flag).
+
+        In the step, not at trace time: a weight the traced step creates itself
+        (Keras 3 building a model in its first step) has no value before it runs.
+        Every trace of one step gets the same join: ``tf.function`` traces a step
+        that creates variables (optimizer slots, the flag) twice and runs the second.
+        """
+        def join():
+            key = tuple(id(w) for w in weights)
+            if self._join is None or self._join[0] != key:
+                joining = self.prepare(weights)
+                self._join = (key, self.pairs(joining), self.store.make_flag() if joining else None)
+            _, pairs, pending = self._join
+            if pending is None:
+                return _nothing()
+            return _if(pending.read_value(), lambda: self._taken(pairs, [pending.assign(False)]))
+        return once_for_all_replicas(join)
+
+    def _taken(self, pairs, also=()):
+        """The ops ``slow <- fast`` for ``pairs`` (and ``also``), in a step."""
+        copies = [s.assign(f) for f, s in pairs] + list(also)
+        # --- Horovod (backends/_horovod.py) ----------------------------------
+        # Each rank copied its own fast weights, which Horovod's broadcast replaces
+        # with rank 0's only later and never the slow copies: every rank takes
+        # rank 0's slow weights here, in the same step, so all ranks train one Lookahead.
+        if self.horovod:
+            copies += _horovod.share_start([s for _, s in pairs], after=copies)
+        # -----------------------------------------------------------------------
+        return _grouped(copies)
+
+    def sync_op(self, weights, after=(), applied=None, optimizer=None):
+        """After a fast step of ``weights``: count it, and on every k-th step pull
+        fast and slow together (and treat ``optimizer``'s state of ``weights`` as
+        ``optimizer_state`` says).
 
         ``after`` are the ops of the fast step (graph mode); inside a
         ``tf.function`` or eagerly, program order already sequences the ops.
-        ``optimizer`` took the step; its state is treated as ``optimizer_state`` says.
+        ``applied`` (a bool tensor) says whether the call updated the weights at
+        all; an optimizer that accumulates gradients updates them only on some
+        calls, and only those are Lookahead steps.
         """
+        pairs = self.pairs(weights)
+        momentum = ([self.momentum_for(w) for w in weights]
+                    if self.optimizer_state == _optimizer_state.PULLBACK else ())
+
+        def sync():
+            # Built inside the branch, so steps that do not sync run none of it; the
+            # optimizer's slots are not the weights, so the two need no order.
+            also = _optimizer_state.sync_ops(self.optimizer_state, optimizer, weights,
+                                             self.alpha, momentum)
+            return pull_together(pairs, self.alpha, also)
+
         def count_and_sync():
             step = _updated(self.step.assign_add(1), self.step)
             # The phase in the cycle is the branch index: 0 syncs, any other does nothing.
             phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
-            return tf.switch_case(phase, [lambda: self._pull_together(optimizer)],
-                                  default=_nothing)
+            if _has_refs(pairs):
+                return _if(tf.equal(phase, 0), sync, refs=True)
+            return tf.switch_case(phase, [sync], default=_nothing)
+
+        def count_and_sync_if_applied():
+            # Decided in cross-replica context like the sync itself: a cond whose
+            # branch calls merge_call is not allowed in a replica context.
+            return count_and_sync() if applied is None else _if(applied, count_and_sync)
         with tf.control_dependencies(list(after)):
-            return _once_for_all_replicas(count_and_sync)
-
-    def _pull_together(self, optimizer=None):
-        # The optimizer's slots are independent of the weights, so their ops need no order.
-        assigns = _optimizer_state.sync_ops(self.optimizer_state, optimizer, self.handed,
-                                            self.alpha, self.momentum_cache)
-        for fast, slow in zip(self.fast, self.slow):
-            alpha = tf.cast(self.alpha, tf.as_dtype(slow.dtype).base_dtype)
-            # In place: slow += alpha (fast - slow) is one temporary and one update of
-            # slow; the value it returns (read after the add) is copied into fast.
-            assigns.append(fast.assign(_updated(slow.assign_add(alpha * (fast - slow)), slow)))
-        return _grouped(assigns)
+            return once_for_all_replicas(count_and_sync_if_applied)
 
 
-def slow_name(weight):
-    """A variable name for the slow copy of ``weight`` ("dense/kernel:0" -> "dense_kernel")."""
-    return "lookahead_slow_" + weight.name.split(":")[0].replace("/", "_")
+def pull_together(pairs, alpha, also=()):
+    """slow <- slow + alpha (fast - slow); fast <- slow, for each (fast, slow) pair
+    (and the ops ``also``: the optimizer state's at an in-step sync).
+
+    The in-step sync and ``Lookahead.sync()`` both run this.
+    """
+    assigns = list(also)
+    for fast, slow in pairs:
+        alpha_ = tf.cast(alpha, tf.as_dtype(slow.dtype).base_dtype)
+        # In place: slow += alpha (fast - slow) is one temporary and one update of
+        # slow; the value it returns (read after the add) is copied into fast.
+        assigns.append(fast.assign(_updated(slow.assign_add(alpha_ * (fast - slow)), slow)))
+    return _grouped(assigns)
 
 
-def cache_name(weight):
-    """A variable name for the momentum copy of ``weight`` (optimizer_state="pullback")."""
-    return "lookahead_momentum_" + weight.name.split(":")[0].replace("/", "_")
+def slow_name(weight, kind="slow"):
+    """A variable name for the slow (or ``kind="momentum"``: momentum) copy of
+    ``weight`` ("dense/kernel:0" -> "lookahead_slow_dense_kernel")."""
+    return "lookahead_{}_{}".format(kind, weight.name.split(":")[0].replace("/", "_"))
 
 
-def _once_for_all_replicas(fn):
+def once_for_all_replicas(fn):
     """Run ``fn`` once, in cross-replica context when under a tf.distribute strategy.
 
     The optimizer hook runs in each replica's context. There, a cond whose branch
@@ -110,6 +218,7 @@ def _once_for_all_replicas(fn):
     if _has_strategy() and not tf.distribute.in_cross_replica_context():
         return tf.distribute.get_replica_context().merge_call(lambda strategy: fn())
     return fn()
+
 
 
 def _has_strategy():
@@ -128,7 +237,19 @@ def _updated(result, variable):
     return variable.read_value() if _has_strategy() else result
 
 
-def _if(predicate, then):
+def _has_refs(pairs):
+    """Whether any of the variables is a TF1 ref variable (standalone Keras 2.2 makes them)."""
+    return any(_is_ref(v) for pair in pairs for v in pair)
+
+
+def _is_ref(variable):
+    # A TF1 ref variable's dtype is the "_ref" twin of its base dtype (as_dtype: a
+    # Keras 3 variable's dtype is a string).
+    dtype = tf.as_dtype(variable.dtype)
+    return dtype != dtype.base_dtype
+
+
+def _if(predicate, then, refs=False):
     """Run ``then()`` when ``predicate`` holds; a bool tensor says whether it ran.
 
     tf.switch_case (public since TF 1.14) builds the functional Case op even in a
@@ -137,7 +258,13 @@ def _if(predicate, then):
     cost 14 % of a tiny model's 0.6 ms step on TF 1.15, the functional op nothing
     measurable (interleaved fit timings; README "Performance"). Eagerly it just
     calls the chosen branch.
+
+    With ``refs`` (TF1 ref variables, which standalone Keras 2.2 makes) the
+    functional op cannot capture the variables (TypeError from the branch's
+    Assign); v1 tf.cond can, at the cost above.
     """
+    if refs:
+        return tf.compat.v1.cond(predicate, then, _nothing)
     return tf.switch_case(tf.cast(predicate, tf.int32), [_nothing, then])
 
 

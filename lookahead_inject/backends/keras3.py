@@ -7,8 +7,9 @@ carries the Lookahead sync (see ``_optimizer_hook``). The sync works on the
 ``tf.Variable`` behind each Keras variable.
 """
 
+import tensorflow as tf
+
 from . import _optimizer_hook
-from ..errors import ModelNotReadyError
 
 #: Lookahead under a tf.distribute strategy: the sync runs in cross-replica context.
 DISTRIBUTE = True
@@ -26,25 +27,29 @@ def innermost(optimizer):
 
 
 def check(model):
-    steps = getattr(innermost(model.optimizer), "gradient_accumulation_steps", None)
-    if steps:
-        raise ModelNotReadyError(
-            "The optimizer accumulates gradients over {} calls "
-            "(gradient_accumulation_steps), so a call is not a weight update and "
-            "Lookahead's k would count the wrong thing. Compile without "
-            "gradient_accumulation_steps to use Lookahead.".format(steps))
     _optimizer_hook.check_not_hooked(model.optimizer, METHOD, innermost)
 
 
 def attach(model, k, alpha, optimizer_state="keep"):
-    keras_variables = list(model.trainable_variables)
-    # KerasVariable.value is the backing tf.Variable outside an autocast scope,
-    # which is where inject runs; the sync's tf ops need tf.Variables.
-    fast = [v.value for v in keras_variables]
-    variables = _optimizer_hook.create_variables(
-        fast, k, alpha, model.distribute_strategy, handed_to_optimizer=keras_variables,
-        optimizer_state=optimizer_state)
-    return _optimizer_hook.attach(model, variables, METHOD, innermost, _trained_variables, _retrace)
+    return _optimizer_hook.attach(model, model.distribute_strategy, _backing_tf_variable, k, alpha,
+                                  METHOD, innermost, _trained_variables, _retrace, _update_count,
+                                  optimizer_state)
+
+
+def _update_count(optimizer):
+    # With gradient_accumulation_steps=n, apply() adds the gradients up and updates
+    # the weights on every n-th call only; optimizer.iterations then counts
+    # updates (calls // n), so a call that leaves it unchanged was no step.
+    if not getattr(optimizer, "gradient_accumulation_steps", None):
+        return None
+    return lambda: tf.convert_to_tensor(optimizer.iterations)
+
+
+def _backing_tf_variable(keras_variable):
+    # KerasVariable.value is the backing tf.Variable outside an autocast scope
+    # (the optimizer's apply runs outside the layers' calls); the sync's tf ops
+    # need tf.Variables.
+    return keras_variable.value
 
 
 def _trained_variables(args, kwargs):

@@ -19,7 +19,8 @@ def check(model):
 
 
 def attach(model, k, alpha, optimizer_state="keep"):
-    return _graph.attach(model, k, alpha, _build_train_function, optimizer_state)
+    return _graph.attach(model, k, alpha, _build_train_function,
+                         optimizer_state=optimizer_state)
 
 
 def _build_train_function(model, K, training_updates):

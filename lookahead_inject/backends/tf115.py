@@ -21,7 +21,8 @@ def check(model):
 
 
 def attach(model, k, alpha, optimizer_state="keep"):
-    return _graph.attach(model, k, alpha, build_train_function, optimizer_state)
+    return _graph.attach(model, k, alpha, build_train_function,
+                         optimizer_state=optimizer_state)
 
 
 def build_train_function(model, K, training_updates):

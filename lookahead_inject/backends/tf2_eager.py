@@ -7,7 +7,7 @@ the training_v2 loop and never call ``model.train_function``; TF 2.2+ trace
 ``_optimizer_hook``), with ``run_eagerly`` True or False.
 """
 
-from . import _optimizer_hook
+from . import _loss_scale, _optimizer_hook
 
 #: Lookahead under a tf.distribute strategy: the sync runs in cross-replica context.
 DISTRIBUTE = True
@@ -19,17 +19,9 @@ CHECKPOINT_FORMATS = ("model.save_weights(path) in TF format (no .h5)",
 METHOD = "apply_gradients"
 
 
-def innermost(optimizer):
-    # A loss-scale optimizer calls its inner optimizer's apply_gradients only for
-    # finite gradients: the inner one is public `inner_optimizer` from TF 2.4,
-    # `_optimizer` in the experimental one of TF 2.1-2.3.
-    while True:
-        inner = getattr(optimizer, "inner_optimizer", None)
-        if inner is None and type(optimizer).__name__ == "LossScaleOptimizer":
-            inner = getattr(optimizer, "_optimizer", None)
-        if inner is None:
-            return optimizer
-        optimizer = inner
+# A loss-scale optimizer calls its inner optimizer's apply_gradients only for
+# finite gradients: the hook sits on the inner one.
+innermost = _loss_scale.innermost
 
 
 def check(model):
@@ -37,10 +29,13 @@ def check(model):
 
 
 def attach(model, k, alpha, optimizer_state="keep"):
-    fast = list(model.trainable_weights)
-    variables = _optimizer_hook.create_variables(fast, k, alpha, _strategy(model),
-                                                 optimizer_state=optimizer_state)
-    return _optimizer_hook.attach(model, variables, METHOD, innermost, _trained_variables, _retrace)
+    return _optimizer_hook.attach(model, _strategy(model), _same, k, alpha, METHOD, innermost,
+                                  _trained_variables, _retrace, optimizer_state=optimizer_state)
+
+
+def _same(weight):
+    # Keras 2 hands the optimizer the tf.Variables themselves.
+    return weight
 
 
 def _trained_variables(args, kwargs):

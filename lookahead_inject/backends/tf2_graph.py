@@ -31,4 +31,5 @@ def check(model):
 
 
 def attach(model, k, alpha, optimizer_state="keep"):
-    return _graph.attach(model, k, alpha, build_train_function, optimizer_state)
+    return _graph.attach(model, k, alpha, build_train_function,
+                         optimizer_state=optimizer_state)

@@ -1,0 +1,60 @@
+"""What the standalone-Keras backends (keras22, keras23) share.
+
+Standalone Keras (``import keras``, 2.2 / 2.3 on TF 1.x) has an engine of its
+own, but its ``Model._make_train_function`` is the same shape as TF 1.x
+tf.keras': one ``K.function`` whose updates are the optimizer's plus the
+model's. So these backends reuse ``_graph.attach`` (the Lookahead ops appended
+to that ``K.function``) with a builder that mirrors the Keras version's own.
+What differs from tf.keras: the learning phase is an input only when the model
+uses it (``_uses_dynamic_learning_phase``; there is no
+``symbolic_learning_phase``), Keras 2.2 makes TF1 ref variables (the sync then
+branches with v1 control flow, see ``_sync._if``), and the models are not
+TF Trackables: their weights are saved to HDF5 only, so no checkpoint carries
+the Lookahead state (``la.save`` / ``la.load`` do).
+"""
+
+from ..errors import OptimizerStateError
+from . import _graph
+
+#: Lookahead under a tf.distribute strategy: standalone Keras has no strategies.
+DISTRIBUTE = False
+
+#: Standalone Keras saves weights to HDF5 only, which holds layer weights alone.
+CHECKPOINT_FORMATS = ()
+
+
+def check(model):
+    _graph.check(model)
+
+
+def attach(model, k, alpha, build_train_function, optimizer_state="keep"):
+    if optimizer_state != "keep":
+        # Standalone Keras' optimizers make their moments inside get_updates and offer
+        # no per-weight slot API to find them by.
+        raise OptimizerStateError(
+            "optimizer_state={!r} is not supported on standalone Keras {} (import keras): "
+            "its optimizers offer no way to find their per-weight state. Use "
+            "optimizer_state='keep', or build the model with tf.keras.".format(
+                optimizer_state, _keras_version()))
+    return _graph.attach(model, k, alpha, build_train_function, checkpoint=False)
+
+
+def _keras_version():
+    import keras
+    return keras.__version__
+
+
+def feed_inputs(model, K):
+    """The train function's inputs as Keras 2.2 / 2.3 list them."""
+    inputs = model._feed_inputs + model._feed_targets + model._feed_sample_weights
+    if model._uses_dynamic_learning_phase():
+        inputs += [K.learning_phase()]
+    return inputs
+
+
+def training_updates_in_scope(model, K, training_updates):
+    """The optimizer's updates and the sync, in the name scopes Keras gives the
+    optimizer (Keras 2.2 / 2.3 create Adam's moments inside get_updates, so their
+    variable names, and the names in a saved model's optimizer weights, follow)."""
+    with K.name_scope(model.optimizer.__class__.__name__):
+        return training_updates()

@@ -1,0 +1,37 @@
+"""Standalone Keras 2.3.x (``import keras``) on TF 1.14 / 1.15, graph mode.
+
+The train function is built as keras/engine/training.py (2.3.1, L301-332)
+builds it: metrics are Metric objects (``_get_training_eval_metrics``) whose
+``_call_result`` are the outputs and whose own ``updates`` run with the model's
+(``self.updates``) and the optimizer's. The Lookahead sync is ordered after the
+optimizer's updates inside the same ``K.function``. Keras 2.3 makes resource
+variables (through tf.keras' backend), so the sync takes the functional branch.
+"""
+
+from . import _standalone
+from ._standalone import CHECKPOINT_FORMATS, DISTRIBUTE, check  # noqa: F401
+
+
+def attach(model, k, alpha, optimizer_state="keep"):
+    return _standalone.attach(model, k, alpha, build_train_function, optimizer_state)
+
+
+def build_train_function(model, K, training_updates):
+    if not hasattr(model, "train_function"):
+        raise RuntimeError("You must compile your model before using it.")
+    model._check_trainable_weights_consistency()
+    if model.train_function is not None:
+        return
+    inputs = _standalone.feed_inputs(model, K)
+    with K.name_scope("training"):
+        optimizer_updates = _standalone.training_updates_in_scope(model, K, training_updates)
+        updates = model.updates + optimizer_updates
+        metrics = model._get_training_eval_metrics()
+        metrics_tensors = [m._call_result for m in metrics if hasattr(m, "_call_result")]
+        metrics_updates = []
+        for metric in metrics:
+            metrics_updates.extend(metric.updates)
+        model.train_function = K.function(
+            inputs, [model.total_loss] + metrics_tensors,
+            updates=updates + metrics_updates, name="train_function",
+            **model._function_kwargs)
