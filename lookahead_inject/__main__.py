@@ -1,9 +1,19 @@
 """Command line: ``python -m lookahead_inject {info,demo,selftest}`` (also ``lookahead-inject``)."""
 
 import argparse
+import os
 import sys
 
 from .errors import LookaheadError
+
+
+def explain(error, echo=print):
+    """Print why this Python cannot run Lookahead, and the supported table once."""
+    from .dispatch import supported_summary
+    message, table = str(error), supported_summary()
+    echo(message)
+    if table not in message:
+        echo("supported:\n" + table)
 
 
 def info(args, echo=print):
@@ -14,8 +24,7 @@ def info(args, echo=print):
         environment = detect_environment()
         found = detect()
     except LookaheadError as error:
-        echo(str(error))
-        echo("supported:\n" + supported_summary())
+        explain(error, echo)
         return 1
     echo("tensorflow     {}".format(found["tensorflow"]))
     echo("keras          {}  (tf.keras)".format(found["keras_label"]))
@@ -46,14 +55,18 @@ def _standalone_keras(environment, echo):
 
 
 def demo(args, echo=print):
-    from . import demo as demo_module
+    from . import detect
     try:
+        # Before the demo's own imports (numpy, scikit-learn): without TensorFlow or
+        # without a backend for it, say so as `info` does, not with an ImportError.
+        detect()
+        from . import demo as demo_module
         demo_module.run(epochs=args.epochs, seeds=args.seeds, learning_rates=args.lrs,
                         k=args.k, alpha=args.alpha, verbose=1 if args.verbose else 0,
                         plot=args.plot, echo=echo, optimizer_state=args.optimizer_state,
                         momentum=args.momentum)
     except LookaheadError as error:
-        echo(str(error))
+        explain(error, echo)
         return 1
     return 0
 
@@ -63,7 +76,7 @@ def selftest(args, echo=print):
     try:
         return selftest_module.run(echo=echo)
     except LookaheadError as error:
-        echo(str(error))
+        explain(error, echo)
         return 1
 
 
@@ -73,21 +86,35 @@ def parser():
     commands = top.add_subparsers(dest="command")
     commands.add_parser("info", help="the TF and Keras found, the backend inject picks and why")
     demo_parser = commands.add_parser(
-        "demo", help="train a digits classifier with SGD and with SGD + Lookahead over "
-                     "learning rates and seeds; print the table, optionally plot it")
-    demo_parser.add_argument("--epochs", type=int, default=10)
-    demo_parser.add_argument("--seeds", type=int, default=3)
+        "demo",
+        help="train a digits classifier with SGD and with SGD + Lookahead over "
+             "learning rates and seeds; print the table, optionally plot it",
+        description="Train an MLP on scikit-learn's digits with SGD and with SGD + "
+                    "Lookahead, for each learning rate and seed; print final training loss "
+                    "and test accuracy (mean ± std over seeds). Needs TensorFlow and "
+                    "scikit-learn (matplotlib for --plot): from a clone, "
+                    "pip install \".[demo]\" tensorflow")
+    demo_parser.add_argument("--epochs", type=int, default=10, help="epochs per training run (default: %(default)s)")
+    demo_parser.add_argument("--seeds", type=int, default=3,
+                             help="training runs per learning rate and optimizer, seeds 0, 1, ... "
+                                  "(default: %(default)s)")
     demo_parser.add_argument("--lrs", type=float, nargs="+", default=[0.03, 0.1, 0.3, 1.0],
-                             metavar="LR", help="learning rates (default: 0.03 0.1 0.3 1.0)")
-    demo_parser.add_argument("--k", type=int, default=5)
-    demo_parser.add_argument("--alpha", type=float, default=0.5)
+                             metavar="LR", help="SGD learning rates (default: 0.03 0.1 0.3 1.0)")
+    demo_parser.add_argument("--k", type=int, default=5,
+                             help="Lookahead's k: fast steps between two syncs (default: %(default)s)")
+    demo_parser.add_argument("--alpha", type=float, default=0.5,
+                             help="Lookahead's alpha: how far the slow weights move towards the "
+                                  "fast ones at a sync (default: %(default)s)")
     demo_parser.add_argument("--optimizer-state", choices=("keep", "reset", "pullback"),
-                             default="keep", help="what a sync does to SGD's momentum "
-                             "(inject's optimizer_state; reset and pullback need --momentum)")
+                             default="keep", help="what each sync does to SGD's momentum "
+                             "(inject's optimizer_state; reset and pullback need --momentum; "
+                             "default: %(default)s)")
     demo_parser.add_argument("--momentum", type=float, default=0.0,
-                             help="SGD momentum, for both columns (default 0)")
-    demo_parser.add_argument("--plot", metavar="FILE.png", help="write the curves (matplotlib)")
-    demo_parser.add_argument("--verbose", action="store_true", help="show Keras' progress bar")
+                             help="SGD momentum, for both columns (default: %(default)s)")
+    demo_parser.add_argument("--plot", metavar="FILE.png", default=None,
+                             help="also write the loss curves and accuracy-vs-learning-rate "
+                                  "plot to this file (matplotlib)")
+    demo_parser.add_argument("--verbose", action="store_true", help="show Keras' progress bars")
     commands.add_parser("selftest", help="check Lookahead against numpy in every mode of the "
                                          "installed TF; non-zero exit on a mismatch")
     return top
@@ -98,6 +125,8 @@ def main(argv=None):
     if args.command is None:
         parser().print_help()
         return 2
+    # TensorFlow's C++ start-up notes (CPU features, CUDA not found) would bury the output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return {"info": info, "demo": demo, "selftest": selftest}[args.command](args)
 
 

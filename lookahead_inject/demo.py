@@ -10,6 +10,7 @@ and accuracy against learning rate (matplotlib).
 """
 
 import time
+import warnings
 
 import numpy as np
 
@@ -28,8 +29,8 @@ def _digits(seed=0):
     except ImportError as error:
         raise DemoDependencyError(
             "The demo trains on scikit-learn's digits data set, and scikit-learn is not "
-            "installed ({}). Install the demo extra: pip install \"lookahead_inject[demo]\" "
-            "(or pip install scikit-learn).".format(error)) from error
+            "installed ({}). From a clone of lookahead_inject: pip install \".[demo]\" "
+            "(or pip install scikit-learn matplotlib).".format(error)) from error
     digits = load_digits()
     x = (digits.data / 16.0).astype("float32")
     y = digits.target.astype("int64")
@@ -45,10 +46,13 @@ def _model(tf, learning_rate, seed, momentum=0.0):
     else:                                                   # TF < 2.7
         np.random.seed(seed)
         (tf.random.set_seed if hasattr(tf.random, "set_seed") else tf.compat.v1.set_random_seed)(seed)
-    model = tf.keras.Sequential([
-        tf.keras.layers.Dense(64, activation="relu", input_shape=(64,)),
-        tf.keras.layers.Dense(10, activation="softmax"),
-    ])
+    with warnings.catch_warnings():
+        # Keras 3 prefers an Input layer; input_shape= is the form every TF 1.14 - 2.21 takes.
+        warnings.filterwarnings("ignore", message="Do not pass an `input_shape`")
+        model = tf.keras.Sequential([
+            tf.keras.layers.Dense(64, activation="relu", input_shape=(64,)),
+            tf.keras.layers.Dense(10, activation="softmax"),
+        ])
     optimizers = tf.keras.optimizers
     if not tf.executing_eagerly() and hasattr(optimizers, "legacy"):
         optimizers = optimizers.legacy                     # TF >= 2.11 graph mode
@@ -135,8 +139,8 @@ def _check_matplotlib():
         import matplotlib  # noqa: F401
     except ImportError as error:
         raise DemoDependencyError(
-            "--plot needs matplotlib ({}). Install the demo extra: pip install "
-            "\"lookahead_inject[demo]\" (or pip install matplotlib).".format(error)) from error
+            "--plot needs matplotlib ({}). From a clone of lookahead_inject: pip install "
+            "\".[demo]\" (or pip install matplotlib).".format(error)) from error
 
 
 def _plot(results, learning_rates, epochs, seeds, k, alpha, found, path):

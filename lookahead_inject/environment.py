@@ -53,13 +53,79 @@ def keras_label(keras, keras_version):
     return "{} {}".format(keras, keras_version or "").strip()
 
 
-#: Which TensorFlow installs on which Python (PyPI wheels), for the "no TF" message.
+#: Which Python has TensorFlow wheels on PyPI, per TF minor (as ``pip index versions
+#: tensorflow`` lists them for each Python), within the Pythons lookahead_inject
+#: supports (3.7 - 3.13). The one table for every message that names a Python range
+#: (tests/test_tools.py checks tox.ini's envs against it).
+#:     (first TF, last TF, oldest Python, newest Python)
 TF_PYTHONS = (
-    ("1.14, 1.15, 2.0, 2.1", "3.7 at most"),
-    ("2.2 - 2.11", "3.7 (up to 3.8 - 3.10 for the later ones)"),
-    ("2.12 - 2.15", "3.8 - 3.11"),
-    ("2.16 - 2.21", "3.9 - 3.12 (3.13 from 2.20)"),
+    ("1.14", "2.1", "3.7", "3.7"),
+    ("2.2", "2.4", "3.7", "3.8"),
+    ("2.5", "2.7", "3.7", "3.9"),
+    ("2.8", "2.11", "3.7", "3.10"),    # 2.11.1, the last 2.11 patch, has no 3.7 wheel
+    ("2.12", "2.13", "3.8", "3.11"),
+    ("2.14", "2.15", "3.9", "3.11"),
+    ("2.16", "2.19", "3.9", "3.12"),
+    ("2.20", "2.20", "3.9", "3.13"),
+    ("2.21", "2.21", "3.10", "3.13"),
 )
+
+#: The Pythons lookahead_inject itself supports (setup.py's python_requires and CI).
+PYTHONS = ("3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13")
+
+
+def _minor(text):
+    return tuple(int(part) for part in str(text).split(".")[:2])
+
+
+def pythons_for_tf(tf_version):
+    """(oldest, newest) Python with wheels for this TF minor, or None outside the table."""
+    wanted = _minor(tf_version)
+    for first, last, oldest, newest in TF_PYTHONS:
+        if _minor(first) <= wanted <= _minor(last):
+            return oldest, newest
+    return None
+
+
+def tf_for_python(python_version):
+    """(oldest, newest) TF minor with wheels for this Python, or None."""
+    wanted = _minor(python_version)
+    fitting = [(first, last) for first, last, oldest, newest in TF_PYTHONS
+               if _minor(oldest) <= wanted <= _minor(newest)]
+    if not fitting:
+        return None
+    return fitting[0][0], fitting[-1][1]
+
+
+def tf_pythons_text():
+    """The table as one line per row, for messages."""
+    return "\n".join("  TF {:<12} Python {}".format(
+        first if first == last else "{} - {}".format(first, last),
+        oldest if oldest == newest else "{} - {}".format(oldest, newest))
+        for first, last, oldest, newest in TF_PYTHONS)
+
+
+def no_tensorflow_message(python_version, reason):
+    """What to do when ``import tensorflow`` fails: the pip line that works on this Python."""
+    fitting = tf_for_python(python_version)
+    if fitting is None:
+        advice = ("No TensorFlow release has wheels for Python {}: make a virtualenv with "
+                  "Python {} - {} and install TensorFlow there.".format(
+                      python_version, PYTHONS[0], PYTHONS[-1]))
+    else:
+        advice = ("Install it: `pip install tensorflow` gives the newest one for this Python "
+                  "(TF {} - {} have wheels for Python {}); keep your own pin if your training "
+                  "code has one. From a clone, `pip install \".[demo]\" tensorflow` adds the "
+                  "demo's scikit-learn and matplotlib.".format(fitting[0], fitting[1],
+                                                               _short(python_version)))
+    return ("TensorFlow is not installed in this Python {} ({}). lookahead_inject adds "
+            "Lookahead to a compiled tf.keras model, so it needs the TensorFlow your training "
+            "code uses. {}\nWhich TensorFlow installs on which Python:\n{}".format(
+                python_version, reason, advice, tf_pythons_text()))
+
+
+def _short(python_version):
+    return ".".join(str(python_version).split(".")[:2])
 
 
 def _import_tensorflow():
@@ -67,14 +133,8 @@ def _import_tensorflow():
     try:
         import tensorflow as tf
     except ImportError as exc:
-        table = "; ".join("TF {}: Python {}".format(tf_, py) for tf_, py in TF_PYTHONS)
         raise UnsupportedEnvironmentError(
-            "TensorFlow is not installed in this Python {} ({}). lookahead_inject adds "
-            "Lookahead to a compiled tf.keras model, so it needs the TensorFlow your "
-            "training code uses: install it, e.g. `pip install tensorflow==2.15.1`. "
-            "If pip found no matching TensorFlow, this Python is too new or too old for "
-            "that pin ({}); make a virtualenv with a Python that fits.".format(
-                platform.python_version(), exc, table)) from exc
+            no_tensorflow_message(platform.python_version(), exc)) from exc
     except Exception as exc:   # TF present but broken by its neighbours
         raise UnsupportedEnvironmentError(
             "TensorFlow is installed but failed to import: {}: {}. Old TensorFlow breaks "

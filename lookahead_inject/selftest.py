@@ -5,8 +5,9 @@ TF offers (graph for TF 1.x; graph and eager for TF 2 with Keras 2; eager for
 Keras 3) is checked in a process of its own (graph vs eager is process-wide): a
 small tanh MLP trained with SGD + Lookahead(k=3, alpha=0.5) through
 train_on_batch, fit and fit_generator / fit(generator), compared after every step
-with a float64 numpy simulation. One line per mode; the exit code is non-zero on
-any mismatch.
+with a float64 numpy simulation. One line per mode (a mode that the dispatch table
+has no backend for, such as Keras 3's graph mode, is "not available"); the exit code
+is non-zero on any mismatch, or when no mode is available.
 """
 
 import json
@@ -15,12 +16,16 @@ import subprocess
 import sys
 import time
 
-import numpy as np
+from packaging.version import Version
+
+from . import dispatch, environment
+from .errors import LookaheadError, UnsupportedEnvironmentError
 
 K, ALPHA, LR, TOLERANCE = 3, 0.5, 0.1, 1e-5
 
 
 def _data():
+    import numpy as np
     rng = np.random.RandomState(0)
     x = rng.uniform(-1, 1, (32, 3)).astype("float32")
     y = rng.uniform(-1, 1, (32, 1)).astype("float32")
@@ -31,6 +36,7 @@ def _data():
 
 def _reference(weights, batches, alpha):
     """float64 SGD on mean((tanh(x W1 + b1) W2 + b2 - y)^2) plus Lookahead(K, alpha)."""
+    import numpy as np
     fast = [np.asarray(w, np.float64) for w in weights]
     slow, out = [np.copy(w) for w in fast], []
     for step, (x, y) in enumerate(batches, 1):
@@ -49,6 +55,7 @@ def _reference(weights, batches, alpha):
 
 def check_this_process(reference_alpha=ALPHA):
     """Train and compare in this process's mode; returns a result dict."""
+    import numpy as np
     import tensorflow as tf
     from . import detect, inject
 
@@ -89,17 +96,47 @@ def check_this_process(reference_alpha=ALPHA):
             "max_error": error, "ok": len(recorded) == len(expected) and error <= TOLERANCE}
 
 
-def modes():
-    """The modes the installed TF offers, asked of a child process (this one stays TF-free)."""
-    code = ("import tensorflow as tf, sys; from lookahead_inject import environment as e; "
-            "env = e.detect_environment(); "
-            "print('graph' if env.mode == 'graph' else ('eager' if env.keras == e.KERAS_3 "
-            "else 'eager graph'))")
+def _describe_in_a_child():
+    """The installed TF as a child process sees it (this process stays TF-free)."""
+    code = ("import json; from lookahead_inject import environment as e\n"
+            "try:\n"
+            "    env = e.detect_environment()\n"
+            "    print('ENV ' + json.dumps([str(env.tf_version), env.keras, env.keras_version, "
+            "env.mode, env.keras_backend]))\n"
+            "except e.UnsupportedEnvironmentError as error:\n"
+            "    print('ERROR ' + json.dumps(str(error)))\n")
     out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
-    if out.returncode:
-        raise SystemExit(out.stderr.strip().splitlines()[-1])
-    return out.stdout.split()
+                         stderr=subprocess.PIPE, universal_newlines=True, timeout=300,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    for line in out.stdout.splitlines():
+        if line.startswith("ENV "):
+            tf_version, keras, keras_version, mode, keras_backend = json.loads(line[4:])
+            return environment.Environment(Version(tf_version), keras, keras_version, mode,
+                                           keras_backend)
+        if line.startswith("ERROR "):
+            raise UnsupportedEnvironmentError(json.loads(line[6:]))
+    raise UnsupportedEnvironmentError(
+        "Could not inspect the installed TensorFlow: {}".format(
+            (out.stderr.strip().splitlines() or ["no output"])[-1]))
+
+
+def modes():
+    """[(mode, None or why it is not available)] for graph and eager on the installed TF.
+
+    Raises the dispatch table's explanation when no mode has a backend (no TF, or
+    Keras 3 on another backend)."""
+    found = _describe_in_a_child()
+    out = []
+    for mode in sorted((environment.EAGER, environment.GRAPH), key=lambda m: m != found.mode):
+        try:
+            dispatch.choose_backend(found._replace(mode=mode))
+            out.append((mode, None))
+        except LookaheadError:
+            out.append((mode, "not available: no backend for {}".format(
+                found._replace(mode=mode).describe())))
+    if all(why for _, why in out):
+        dispatch.choose_backend(found)      # raises the table's explanation and its fix
+    return out
 
 
 def _child(mode, reference_alpha):
@@ -113,7 +150,10 @@ def _child(mode, reference_alpha):
 def run(reference_alpha=ALPHA, echo=print):
     """Check every mode in its own process; returns the exit code (0 = all exact)."""
     failures = 0
-    for mode in modes():
+    for mode, unavailable in modes():
+        if unavailable:
+            echo("{:<6} {}".format(mode, unavailable))
+            continue
         start = time.time()
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         out = subprocess.run(

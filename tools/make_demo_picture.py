@@ -2,23 +2,30 @@
 
     python tools/make_demo_picture.py      # in a Python with TF and lookahead_inject[demo]
 
-Runs ``python -m lookahead_inject demo --plot docs/demo.png`` and puts the table it
-printed into README.md between the ``demo-output`` markers.
+Runs README's ``python -m lookahead_inject demo --plot demo.png`` in a scratch folder,
+moves the picture to docs/demo.png and puts the table it printed into README.md between
+the ``demo-output`` markers.
 """
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMAND = ["-m", "lookahead_inject", "demo", "--plot", "docs/demo.png"]
+COMMAND = ["-m", "lookahead_inject", "demo", "--plot", "demo.png"]
 
 
 def main():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run([sys.executable] + COMMAND, cwd=ROOT, env=env, check=True,
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=os.pathsep.join([ROOT] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+    scratch = tempfile.mkdtemp()
+    out = subprocess.run([sys.executable] + COMMAND, cwd=scratch, env=env, check=True,
                          stdout=subprocess.PIPE, universal_newlines=True).stdout
+    shutil.move(os.path.join(scratch, "demo.png"), os.path.join(ROOT, "docs", "demo.png"))
+    shutil.rmtree(scratch)
     table = "\n".join(l for l in out.splitlines() if not l.startswith("wrote "))
     readme_path = os.path.join(ROOT, "README.md")
     with open(readme_path) as handle:

@@ -80,8 +80,8 @@ def check(optimizer, option):
             "optimizer_state='keep', or one of those optimizers.".format(
                 ", ".join(RESETTABLE), name))
     if option == PULLBACK:
-        momentum = _config(optimizer).get("momentum", 0.0)
-        if name != "SGD" or not isinstance(momentum, (int, float)) or momentum == 0:
+        momentum = _momentum(optimizer)
+        if name != "SGD" or not momentum:
             raise OptimizerStateError(
                 "optimizer_state='pullback' interpolates SGD's momentum buffer (the paper's "
                 "authors define it for that buffer only); the optimizer is {}{}. Use SGD "
@@ -122,6 +122,15 @@ def sync_ops(option, optimizer, trained, alpha, cache=()):
                 pulled = buf.read_value()
             ops.append(cached.assign(pulled))
     return ops
+
+
+def _momentum(optimizer):
+    # A Keras 2 OptimizerV2 that has run in a graph reports its hyperparameters as
+    # numpy scalars (np.float32 is no Python float); anything else (a schedule) is unknown.
+    try:
+        return float(_config(optimizer).get("momentum", 0.0))
+    except (TypeError, ValueError):
+        return None
 
 
 def _config(optimizer):
