@@ -6,6 +6,8 @@ Variants, each built afresh in every round, each fit timed between two plain fit
 (so instance luck and the machine's drift hit all alike), k=5, alpha=0.5:
   plain     the compiled model as it is
   inject    lookahead_inject.inject(model)
+  inject reset / inject pullback   the same with optimizer_state="reset" / "pullback"
+            (the optimizer's momentum zeroed / pulled back at each sync)
   blog      the blog's wrapper as written (a Python function around the train function,
             two extra session runs every k steps); graph mode only
   callback  a Keras callback doing Lookahead with get/set of the weights after each batch
@@ -160,12 +162,15 @@ def tfa_optimizer():
 def variants():
     out = {"plain": lambda sizes: (build(sizes), [])}
 
-    def injected(sizes):
+    def injected(sizes, optimizer_state="keep"):
         model = build(sizes)
         start = time.perf_counter()
-        lookahead = lookahead_inject.inject(model, k=K_STEPS, alpha=ALPHA)
+        lookahead = lookahead_inject.inject(model, k=K_STEPS, alpha=ALPHA,
+                                            optimizer_state=optimizer_state)
         return model, [], time.perf_counter() - start, lookahead
     out["inject"] = injected
+    out["inject reset"] = lambda sizes: injected(sizes, "reset")
+    out["inject pullback"] = lambda sizes: injected(sizes, "pullback")
     if GRAPH:
         def blog(sizes):
             model = build(sizes)

@@ -8,11 +8,12 @@ Importing this package does not import TensorFlow; ``inject`` and ``detect`` do.
 """
 
 from .errors import (EstimatorNotSupportedError, InvalidArgumentError, LookaheadError,
-                     ModelNotReadyError, StateFileError, UnsupportedEnvironmentError)
+                     ModelNotReadyError, OptimizerStateError, StateFileError,
+                     UnsupportedEnvironmentError)
 from .lookahead import Lookahead, detect, inject
 
 __version__ = "0.1.0"
 
 __all__ = ["inject", "Lookahead", "detect", "LookaheadError", "InvalidArgumentError",
            "ModelNotReadyError", "StateFileError", "UnsupportedEnvironmentError",
-           "EstimatorNotSupportedError", "__version__"]
+           "EstimatorNotSupportedError", "OptimizerStateError", "__version__"]

@@ -63,7 +63,8 @@ def demo(args, echo=print):
         from . import demo as demo_module
         demo_module.run(epochs=args.epochs, seeds=args.seeds, learning_rates=args.lrs,
                         k=args.k, alpha=args.alpha, verbose=1 if args.verbose else 0,
-                        plot=args.plot, echo=echo)
+                        plot=args.plot, echo=echo, optimizer_state=args.optimizer_state,
+                        momentum=args.momentum)
     except LookaheadError as error:
         explain(error, echo)
         return 1
@@ -104,6 +105,12 @@ def parser():
     demo_parser.add_argument("--alpha", type=float, default=0.5,
                              help="Lookahead's alpha: how far the slow weights move towards the "
                                   "fast ones at a sync (default: %(default)s)")
+    demo_parser.add_argument("--optimizer-state", choices=("keep", "reset", "pullback"),
+                             default="keep", help="what each sync does to SGD's momentum "
+                             "(inject's optimizer_state; reset and pullback need --momentum; "
+                             "default: %(default)s)")
+    demo_parser.add_argument("--momentum", type=float, default=0.0,
+                             help="SGD momentum, for both columns (default: %(default)s)")
     demo_parser.add_argument("--plot", metavar="FILE.png", default=None,
                              help="also write the loss curves and accuracy-vs-learning-rate "
                                   "plot to this file (matplotlib)")

@@ -40,7 +40,7 @@ def _digits(seed=0):
     return (x[:split], y[:split]), (x[split:], y[split:])
 
 
-def _model(tf, learning_rate, seed):
+def _model(tf, learning_rate, seed, momentum=0.0):
     if hasattr(tf.keras.utils, "set_random_seed"):
         tf.keras.utils.set_random_seed(seed)
     else:                                                   # TF < 2.7
@@ -56,17 +56,18 @@ def _model(tf, learning_rate, seed):
     optimizers = tf.keras.optimizers
     if not tf.executing_eagerly() and hasattr(optimizers, "legacy"):
         optimizers = optimizers.legacy                     # TF >= 2.11 graph mode
-    model.compile(optimizer=optimizers.SGD(learning_rate=learning_rate),
+    model.compile(optimizer=optimizers.SGD(learning_rate=learning_rate, momentum=momentum),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def _train(tf, lookahead, learning_rate, seed, data, epochs, k, alpha, verbose):
+def _train(tf, lookahead, learning_rate, seed, data, epochs, k, alpha, verbose,
+           optimizer_state="keep", momentum=0.0):
     from . import inject
     (x, y), (x_test, y_test) = data
-    model = _model(tf, learning_rate, seed)
+    model = _model(tf, learning_rate, seed, momentum)
     if lookahead:
-        inject(model, k=k, alpha=alpha)
+        inject(model, k=k, alpha=alpha, optimizer_state=optimizer_state)
     history = model.fit(x, y, batch_size=32, epochs=epochs, shuffle=True, verbose=verbose)
     loss = [float(v) if np.isfinite(v) else float("nan") for v in history.history["loss"]]
     accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
@@ -79,9 +80,10 @@ def _mean_std(values):
 
 
 def run(epochs=10, seeds=3, learning_rates=LEARNING_RATES, k=5, alpha=0.5, verbose=0,
-        plot=None, echo=print):
+        plot=None, echo=print, optimizer_state="keep", momentum=0.0):
     """Train plain SGD and SGD + Lookahead over ``learning_rates`` x ``seeds``;
-    print the table, write the plot if asked; returns the results dict."""
+    print the table, write the plot if asked; returns the results dict.
+    ``optimizer_state`` is inject's; ``momentum`` is SGD's, in both columns."""
     data = _digits()
     if plot:
         _check_matplotlib()
@@ -89,15 +91,28 @@ def run(epochs=10, seeds=3, learning_rates=LEARNING_RATES, k=5, alpha=0.5, verbo
     from . import detect
 
     found = detect()
+    if optimizer_state != "keep" or momentum:
+        # Checked before the runs, so a pullback without momentum fails at once.
+        from .lookahead import _checked_optimizer_state
+        _checked_optimizer_state(optimizer_state)
+        if optimizer_state == "pullback" and not momentum:
+            from .errors import InvalidArgumentError
+            raise InvalidArgumentError(
+                "--optimizer-state pullback pulls SGD's momentum back, and this SGD has none: "
+                "add --momentum 0.9 (or another value > 0).")
     echo("lookahead_inject demo: digits (8x8 images, {} train / {} test), MLP 64-64-10, SGD vs "
          "SGD + Lookahead(k={}, alpha={}), {} epochs x {} seeds".format(
              len(data[0][0]), len(data[1][0]), k, alpha, epochs, seeds))
     echo("TensorFlow {tensorflow} ({keras} {keras_version}), {mode} mode, backend {backend}"
          .format(**found))
+    if optimizer_state != "keep" or momentum:
+        echo("SGD momentum {} in both columns; at each sync Lookahead's optimizer_state={!r}"
+             .format(momentum, optimizer_state))
     results, start = {}, time.time()
     for learning_rate in learning_rates:
         for lookahead in (False, True):
-            runs = [_train(tf, lookahead, learning_rate, seed, data, epochs, k, alpha, verbose)
+            runs = [_train(tf, lookahead, learning_rate, seed, data, epochs, k, alpha, verbose,
+                           optimizer_state, momentum)
                     for seed in range(seeds)]
             results[(learning_rate, lookahead)] = runs
     echo("")

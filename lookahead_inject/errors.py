@@ -38,3 +38,8 @@ class UnsupportedEnvironmentError(LookaheadError, RuntimeError):
 
 class EstimatorNotSupportedError(ModelNotReadyError):
     """``model_to_estimator`` was given a model that trains with Lookahead."""
+
+
+class OptimizerStateError(ModelNotReadyError):
+    """``optimizer_state`` ("reset", "pullback") has no meaning for the model's optimizer,
+    or is not supported where it trains (standalone Keras, Horovod)."""

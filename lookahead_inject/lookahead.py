@@ -38,6 +38,20 @@ def _checked_alpha(alpha):
     return float(alpha)
 
 
+#: What a sync does to the optimizer's own state (backends/_optimizer_state.py).
+OPTIMIZER_STATES = ("keep", "reset", "pullback")
+
+
+def _checked_optimizer_state(optimizer_state):
+    if optimizer_state not in OPTIMIZER_STATES:
+        raise InvalidArgumentError(
+            "optimizer_state={!r}: it says what a sync does to the optimizer's own state and "
+            "is one of 'keep' (leave it, the default), 'reset' (its per-weight slots back "
+            "to zero) or 'pullback' (SGD momentum interpolated like the weights).".format(
+                optimizer_state))
+    return optimizer_state
+
+
 def _check_compiled(model):
     # On the class: an unbuilt Keras 2.4+ Sequential raises from trainable_weights.
     if not (hasattr(model, "compile") and hasattr(type(model), "trainable_weights")):
@@ -75,6 +89,21 @@ class Lookahead(object):
     The sync runs inside the training step; loss and metrics are reported as
     without Lookahead.
 
+    ``optimizer_state`` says what an in-step sync does to the optimizer's own
+    state of the trained weights (Algorithm 1 leaves it open; the paper's
+    authors' code offers the same three choices as ``pullback_momentum``):
+
+    - ``"keep"`` (default): nothing, the optimizer carries on.
+    - ``"reset"``: every per-weight slot (SGD momentum, Adam's moments, RMSprop's
+      accumulators, ...) goes back to zero, as optax's ``reset_state=True``. Unlike
+      optax, the step count ``optimizer.iterations`` (Adam's bias-correction count)
+      is not reset: it is also the learning-rate schedule's step. Optimizers whose
+      slots do not start at zero (Adagrad, Ftrl) are refused.
+    - ``"pullback"``: SGD's momentum ``m <- alpha * m + (1 - alpha) * m_cached``, then
+      ``m_cached <- m`` (``m_cached`` starts at zero). SGD with momentum > 0 only.
+
+    Frozen weights' optimizer state is never touched.
+
     >>> import numpy as np, tensorflow as tf
     >>> from lookahead_inject import Lookahead
     >>> model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,))])
@@ -90,9 +119,10 @@ class Lookahead(object):
     True
     """
 
-    def __init__(self, k=5, alpha=0.5):
+    def __init__(self, k=5, alpha=0.5, optimizer_state="keep"):
         self.k = _checked_k(k)
         self.alpha = _checked_alpha(alpha)
+        self.optimizer_state = _checked_optimizer_state(optimizer_state)
         self.model = None
         self.backend = None
         self._attachment = None
@@ -101,11 +131,11 @@ class Lookahead(object):
         """Make ``model`` train with Lookahead; returns the handle bound to it.
 
         A ``Lookahead`` serves one model: injecting an already bound one into
-        another model returns a new handle with the same k and alpha (each
-        model keeps its own step count).
+        another model returns a new handle with the same k, alpha and
+        optimizer_state (each model keeps its own step count).
         """
         if self.model is not None:
-            return Lookahead(self.k, self.alpha).inject(model, backend)
+            return Lookahead(self.k, self.alpha, self.optimizer_state).inject(model, backend)
         _check_compiled(model)
         if model in _INJECTED:
             raise ModelNotReadyError(
@@ -115,7 +145,7 @@ class Lookahead(object):
         name = dispatch.choose_backend(detect_environment(model), backend)
         module = dispatch.load_backend(name)
         module.check(model)
-        self._attachment = module.attach(model, self.k, self.alpha)
+        self._attachment = module.attach(model, self.k, self.alpha, self.optimizer_state)
         self.model, self.backend = model, name
         _INJECTED[model] = (self.k, self.alpha)
         return self
@@ -137,8 +167,9 @@ class Lookahead(object):
     # -- state ---------------------------------------------------------------
 
     def get_state(self):
-        """``{"step", "slow_weights", "k", "alpha"}`` as plain Python / numpy values,
-        with a slow weight for each of ``model.trainable_weights``, in that order.
+        """``{"step", "slow_weights", "k", "alpha", "optimizer_state", "momentum_cache"}``
+        as plain Python / numpy values, with a slow weight (and, for "pullback" only,
+        a momentum copy) for each of ``model.trainable_weights``, in that order.
 
         A weight whose slow copy is not taken yet (before the first training
         step, or trainable since the last ``compile``) has, by definition, its
@@ -147,19 +178,26 @@ class Lookahead(object):
         attachment = self._bound()
         variables = attachment.variables
         step = self.step
+        weights = self._weights()
         taken = set(id(w) for w in variables.trained) if step else ()
-        sources = [variables.slow_for(w) if id(w) in taken else w for w in self._weights()]
-        return state.make(step, attachment.read(sources), self.k, self.alpha)
+        sources = [variables.slow_for(w) if id(w) in taken else w for w in weights]
+        momentum = [variables.momentum_for(w) for w in weights] \
+            if self.optimizer_state == "pullback" else []
+        values = attachment.read(sources + momentum)
+        return state.make(step, values[:len(sources)], self.k, self.alpha,
+                          self.optimizer_state, values[len(sources):])
 
     def set_state(self, lookahead_state):
-        """Restore what ``get_state`` returned; refuses a state of another model, k or alpha."""
+        """Restore what ``get_state`` returned; refuses a state of another model, k,
+        alpha or optimizer_state."""
         attachment = self._bound()
-        slow, step = state.checked_values(lookahead_state, self.k, self.alpha,
-                                          self._weight_specs())
+        slow, step, momentum = state.checked_values(lookahead_state, self.k, self.alpha,
+                                                    self._weight_specs(), self.optimizer_state)
         variables, weights = attachment.variables, self._weights()
         variables.mark_trained(weights)
-        attachment.write([variables.slow_for(w) for w in weights] + [variables.step],
-                         slow + [step])
+        copies = [variables.momentum_for(w) for w in weights] if momentum else []
+        attachment.write([variables.slow_for(w) for w in weights] + copies + [variables.step],
+                         slow + momentum + [step])
         attachment.state_written()
 
     def save(self, path):
@@ -201,7 +239,9 @@ class Lookahead(object):
 
         After it the model holds the Lookahead weights (what to save or export).
         The step count is unchanged, so the next in-step sync is still after the
-        next multiple of k. Before the first step there is nothing to pull.
+        next multiple of k. Before the first step there is nothing to pull. The
+        optimizer's state is left as it is: ``optimizer_state`` applies to the
+        syncs inside the training steps.
         """
         attachment = self._bound()
         if self.step:
@@ -235,7 +275,8 @@ class Lookahead(object):
 
     def __repr__(self):
         where = "model {!r} via {}".format(self.model.name, self.backend) if self.model else "not injected"
-        return "Lookahead(k={}, alpha={}; {})".format(self.k, self.alpha, where)
+        return "Lookahead(k={}, alpha={}, optimizer_state={!r}; {})".format(
+            self.k, self.alpha, self.optimizer_state, where)
 
 
 def _weight_name(variable):
@@ -255,11 +296,13 @@ def _numpy_dtype(variable):
     return getattr(getattr(dtype, "base_dtype", dtype), "as_numpy_dtype", dtype)
 
 
-def inject(model, k=5, alpha=0.5, backend="auto"):
+def inject(model, k=5, alpha=0.5, backend="auto", optimizer_state="keep"):
     """Add Lookahead to a compiled Keras model; returns its ``Lookahead`` handle.
 
-    Same as ``Lookahead(k, alpha).inject(model, backend)``. ``backend="auto"``
-    picks the backend for the running TensorFlow (see ``detect()``).
+    Same as ``Lookahead(k, alpha, optimizer_state).inject(model, backend)``.
+    ``backend="auto"`` picks the backend for the running TensorFlow (see
+    ``detect()``); ``optimizer_state`` ("keep", "reset", "pullback") is what a
+    sync does to the optimizer's own state (see ``Lookahead``).
 
     >>> import numpy as np, tensorflow as tf
     >>> from lookahead_inject import inject
@@ -270,7 +313,7 @@ def inject(model, k=5, alpha=0.5, backend="auto"):
     >>> la.step
     6
     """
-    return Lookahead(k, alpha).inject(model, backend)
+    return Lookahead(k, alpha, optimizer_state).inject(model, backend)
 
 
 def detect(model=None, backend="auto"):

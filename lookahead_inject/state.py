@@ -1,16 +1,21 @@
 """Lookahead state as plain data, its compatibility check, and its single-file format.
 
 A state is ``{"step": int, "slow_weights": [numpy arrays in model.trainable_weights
-order], "k": int, "alpha": float}``.
+order], "k": int, "alpha": float, "optimizer_state": "keep" | "reset" | "pullback",
+"momentum_cache": [numpy arrays like slow_weights, "pullback" only]}``. A state
+without optimizer_state (made before it existed) is "keep".
 
 The file, at exactly the path given, is::
 
     MAGIC                       14 bytes, b"\\x89LOOKAHEAD\\r\\n\\x1a\\n"
     header length               8 bytes, unsigned little-endian
     header                      UTF-8 JSON: {"format", "step", "k", "alpha",
-                                "weights": [{"name", "shape", "dtype"}, ...]}
+                                "weights": [{"name", "shape", "dtype"}, ...],
+                                "optimizer_state", "momentum_cache": 0 or the
+                                number of weights} (the last two optional: "keep", 0)
     slow weights                raw C-order bytes of each array in header order,
                                 little-endian for numeric dtypes
+    momentum copies             the same, one per weight when momentum_cache > 0
     SHA-256                     32 bytes, of everything before it
 
 It holds only numbers and JSON: loading it runs no code (no pickle, and an object
@@ -51,14 +56,19 @@ _CHUNK = 1 << 20
 _FIELDS = ("format", "step", "k", "alpha", "weights")
 
 
-def make(step, slow_weights, k, alpha):
+OPTIMIZER_STATES = ("keep", "reset", "pullback")
+
+
+def make(step, slow_weights, k, alpha, optimizer_state="keep", momentum_cache=()):
     import numpy as np
     return {"step": int(step), "slow_weights": [np.array(w) for w in slow_weights],
-            "k": int(k), "alpha": float(alpha)}
+            "k": int(k), "alpha": float(alpha), "optimizer_state": optimizer_state,
+            "momentum_cache": [np.array(w) for w in momentum_cache]}
 
 
-def check_compatible(state, k, alpha, like):
-    """Refuse ``state`` unless it fits a Lookahead(k, alpha) over weights ``like``.
+def check_compatible(state, k, alpha, like, optimizer_state="keep"):
+    """Refuse ``state`` unless it fits a Lookahead(k, alpha, optimizer_state) over
+    weights ``like``.
 
     ``like`` is a list of (name, shape, dtype) of the model's trainable weights.
     """
@@ -73,16 +83,30 @@ def check_compatible(state, k, alpha, like):
         problems.append("it was saved with k={}, alpha={}, this Lookahead has k={}, alpha={} "
                         "(inject with the saved k and alpha to resume)".format(
                             state["k"], state["alpha"], k, alpha))
-    slow = state["slow_weights"]
-    if len(slow) != len(like):
-        problems.append("it holds {} slow weights, the model has {} trainable weights".format(
-            len(slow), len(like)))
-    else:
-        for i, (array, (name, shape, dtype)) in enumerate(zip(slow, like)):
+    # A state from before optimizer_state existed was "keep".
+    saved_option = state.get("optimizer_state", "keep")
+    if saved_option != optimizer_state:
+        problems.append("it was saved with optimizer_state={!r}, this Lookahead has {!r} "
+                        "(inject with the saved optimizer_state to resume)".format(
+                            saved_option, optimizer_state))
+
+    def check_arrays(arrays, what):
+        if len(arrays) != len(like):
+            problems.append("it holds {} {}s, the model has {} trainable weights".format(
+                len(arrays), what, len(like)))
+            return
+        for i, (array, (name, shape, dtype)) in enumerate(zip(arrays, like)):
             array = np.asarray(array)
             if tuple(array.shape) != tuple(shape) or array.dtype != np.dtype(dtype):
-                problems.append("slow weight {} is {} {}, the model's {} is {} {}".format(
-                    i, array.dtype, tuple(array.shape), name, np.dtype(dtype), tuple(shape)))
+                problems.append("{} {} is {} {}, the model's {} is {} {}".format(
+                    what, i, array.dtype, tuple(array.shape), name, np.dtype(dtype),
+                    tuple(shape)))
+    check_arrays(state["slow_weights"], "slow weight")
+    momentum = state.get("momentum_cache") or []
+    if saved_option == optimizer_state == "pullback":
+        check_arrays(momentum, "momentum copy")
+    elif momentum and saved_option == optimizer_state:
+        problems.append("it holds momentum copies, which only optimizer_state='pullback' has")
     if int(state["step"]) < 0:
         problems.append("its step is negative ({})".format(state["step"]))
     if problems:
@@ -90,11 +114,13 @@ def check_compatible(state, k, alpha, like):
             "This Lookahead state does not fit the model: " + "; ".join(problems) + ".")
 
 
-def checked_values(state, k, alpha, like):
-    """``state``'s slow weights as arrays and its step as int64, after ``check_compatible``."""
+def checked_values(state, k, alpha, like, optimizer_state="keep"):
+    """``state``'s slow weights as arrays, its step as int64 and its momentum copies
+    as arrays (empty unless "pullback"), after ``check_compatible``."""
     import numpy as np
-    check_compatible(state, k, alpha, like)
-    return [np.asarray(w) for w in state["slow_weights"]], np.int64(state["step"])
+    check_compatible(state, k, alpha, like, optimizer_state)
+    return ([np.asarray(w) for w in state["slow_weights"]], np.int64(state["step"]),
+            [np.asarray(w) for w in state.get("momentum_cache") or []])
 
 
 # -- save ---------------------------------------------------------------------
@@ -106,14 +132,20 @@ def save(path, state, like):
     (exception, Ctrl-C, full disk, ``kill -9``), it still holds what it held before.
     """
     import numpy as np
-    check_compatible(state, state.get("k"), state.get("alpha"), like)
+    option = state.get("optimizer_state", "keep")
+    check_compatible(state, state.get("k"), state.get("alpha"), like, option)
     # not ascontiguousarray: before numpy 2 it turns a 0-d array (a scalar weight) 1-d
     arrays = [_little_endian(np.asarray(w, order="C")) for w in state["slow_weights"]]
+    momentum = [_little_endian(np.asarray(w, order="C"))
+                for w in state.get("momentum_cache") or []]
     header = {"format": FORMAT, "step": int(state["step"]), "k": int(state["k"]),
               "alpha": float(state["alpha"]),
               "weights": [{"name": str(name), "shape": [int(n) for n in array.shape],
                            "dtype": array.dtype.name}
                           for (name, _, _), array in zip(like, arrays)]}
+    if option != "keep" or momentum:       # a "keep" file stays as main's format wrote it
+        header.update(optimizer_state=option, momentum_cache=len(momentum))
+    arrays += momentum
     header = json.dumps(header, sort_keys=True).encode("utf-8")
 
     target = os.path.realpath(os.fspath(path))     # through a symlink: keep the link
@@ -247,14 +279,15 @@ def _read(path, source, size):
         header = json.loads(source.read(header_size).decode("utf-8"))
     except (ValueError, RecursionError) as error:
         raise _error(path, "its header is not JSON ({})".format(error)) from None
-    step, k, alpha, specs = _checked_header(path, header)
+    step, k, alpha, specs, option, copies = _checked_header(path, header)
+    specs = specs + specs[:copies]         # the momentum copies are shaped like the weights
 
     expected = head + header_size + sum(nbytes for _, _, nbytes in specs) + _DIGEST_SIZE
     if expected != size:
         raise _error(path, "its header describes {} bytes of slow weights, the file holds "
                            "{}".format(expected - head - header_size - _DIGEST_SIZE,
                                        size - head - header_size - _DIGEST_SIZE))
-    slow = []
+    arrays = []
     for dtype, shape, nbytes in specs:
         try:
             array = np.empty(shape, _file_dtype(dtype))
@@ -263,8 +296,9 @@ def _read(path, source, size):
                 list(shape), error)) from None
         if source.readinto(memoryview(array.reshape(-1).view(np.uint8))) != nbytes:
             raise _error(path, "it changed while being read")
-        slow.append(array.astype(dtype, copy=False))
-    return make(step, slow, k, alpha)
+        arrays.append(array.astype(dtype, copy=False))
+    count = len(specs) - copies
+    return make(step, arrays[:count], k, alpha, option, arrays[count:])
 
 
 def _describe(start, source):
@@ -301,8 +335,11 @@ def _why_digest_differs(source, size):
         return ("it is truncated or damaged: its header length ({} bytes) runs past the "
                 "end of the file ({} bytes)".format(header_size, size))
     try:
-        weights = json.loads(source.read(header_size).decode("utf-8"))["weights"]
-        expected = head + header_size + _DIGEST_SIZE + sum(
+        header = json.loads(source.read(header_size).decode("utf-8"))
+        weights = header["weights"]
+        # Each momentum copy (optimizer_state="pullback") is the size of its weight.
+        copies = 2 if header.get("momentum_cache") else 1
+        expected = head + header_size + _DIGEST_SIZE + copies * sum(
             int(np.prod(w["shape"])) * _named_dtype(w["dtype"]).itemsize for w in weights)
     except Exception:           # a damaged header may hold anything: the verdict stays "damaged"
         expected = size
@@ -314,7 +351,8 @@ def _why_digest_differs(source, size):
 
 
 def _checked_header(path, header):
-    """(step, k, alpha, [(dtype, shape, nbytes)]) after checking every field of ``header``."""
+    """(step, k, alpha, [(dtype, shape, nbytes)], optimizer_state, number of momentum
+    copies) after checking every field of ``header``."""
     import numpy as np
     if not isinstance(header, dict):
         raise _error(path, "its header is a JSON {}, not an object".format(type(header).__name__))
@@ -355,7 +393,13 @@ def _checked_header(path, header):
         for n in shape:
             nbytes *= n
         specs.append((dtype, tuple(shape), nbytes))
-    return step, k, float(alpha), specs
+    option = header.get("optimizer_state", "keep")
+    if option not in OPTIMIZER_STATES:
+        raise bad("optimizer_state", option, "one of " + ", ".join(map(repr, OPTIMIZER_STATES)))
+    copies = header.get("momentum_cache", 0)
+    if not is_int(copies) or copies not in ((0, len(specs)) if option == "pullback" else (0,)):
+        raise bad("momentum_cache", copies, "0 or, for 'pullback', the number of weights")
+    return step, k, float(alpha), specs, option, copies
 
 
 def _named_dtype(name):

@@ -37,6 +37,9 @@ class SGD(object):
         self.velocity = [self.momentum * v - self.lr * g for v, g in zip(self.velocity, grads)]
         return [p + v for p, v in zip(params, self.velocity)]
 
+    def reset(self):
+        self.velocity = None
+
 
 class Adam(object):
     """Keras Adam: p <- p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)."""
@@ -56,6 +59,10 @@ class Adam(object):
         t = self.t + self.steps_ahead
         lr_t = self.lr * np.sqrt(1 - self.b2 ** t) / (1 - self.b1 ** t)
         return [p - lr_t * m / (np.sqrt(v) + self.eps) for p, m, v in zip(params, self.m, self.v)]
+
+    def reset(self):
+        """Moments back to zero; the count t (bias correction) goes on, as Keras' iterations."""
+        self.m = self.v = None
 
 
 #: name -> factory(lr=the harness's rate) of the numpy optimizer.
@@ -77,11 +84,15 @@ class LookaheadSim(object):
     """Algorithm 1 over the weights being trained: a weight takes its slow copy
     (slow <- fast) at the first step that trains it after a step that did not;
     after steps k, 2k, ... of the one step count: slow <- slow + alpha (fast - slow),
-    fast <- slow, for the trained weights only. The inner optimizer keeps its state."""
+    fast <- slow, for the trained weights only. At an in-step sync the inner
+    ``optimizer`` (set per phase) keeps its state ("keep"), has it reset ("reset"),
+    or has its SGD velocity pulled back: v <- alpha v + (1 - alpha) v_cached,
+    v_cached <- copy(v), v_cached from 0 per weight ("pullback")."""
 
-    def __init__(self, k, alpha):
+    def __init__(self, k, alpha, optimizer_state="keep", optimizer=None):
         self.k, self.alpha, self.step = k, alpha, 0
         self.slow, self.trained = {}, ()
+        self.optimizer_state, self.optimizer, self.cached_velocity = optimizer_state, optimizer, {}
 
     def before_fast_step(self, fast, trained):
         for i in trained:
@@ -93,7 +104,18 @@ class LookaheadSim(object):
         self.step += 1
         if self.step % self.k:
             return fast
-        return self.force_sync(fast)
+        fast = self.force_sync(fast)
+        if self.optimizer_state == "reset":
+            self.optimizer.reset()
+        elif self.optimizer_state == "pullback":
+            # The optimizer's velocity lists the trained weights in their order.
+            velocity = list(self.optimizer.velocity)
+            for n, i in enumerate(self.trained):
+                cached = self.cached_velocity.get(i, np.zeros_like(velocity[n]))
+                velocity[n] = self.alpha * velocity[n] + (1 - self.alpha) * cached
+                self.cached_velocity[i] = np.copy(velocity[n])
+            self.optimizer.velocity = velocity
+        return fast
 
     def force_sync(self, fast):
         """A sync of the trained weights, also outside the schedule (la.sync());
@@ -105,21 +127,23 @@ class LookaheadSim(object):
         return fast
 
 
-def mlp_trajectory(params, batches, optimizer, k, alpha, force_sync_after=()):
-    """Weights after each step of ``optimizer`` + Lookahead(k, alpha) on the MLP
-    (with extra syncs after the steps in ``force_sync_after``)."""
+def mlp_trajectory(params, batches, optimizer, k, alpha, force_sync_after=(),
+                   optimizer_state="keep"):
+    """Weights after each step of ``optimizer`` + Lookahead(k, alpha, optimizer_state)
+    on the MLP (with extra syncs after the steps in ``force_sync_after``)."""
     return mlp_phases_trajectory(params, [(optimizer, range(len(params)), batches)], k, alpha,
-                                 force_sync_after)
+                                 force_sync_after, optimizer_state)
 
 
-def mlp_phases_trajectory(params, phases, k, alpha, force_sync_after=()):
+def mlp_phases_trajectory(params, phases, k, alpha, force_sync_after=(), optimizer_state="keep"):
     """Like ``mlp_trajectory`` over phases ``(optimizer, trained weight indices,
     batches)``, as after freezing or unfreezing layers and compiling again: each
     phase trains only its weights, with its own optimizer; one Lookahead throughout."""
     params = [np.asarray(p, np.float64) for p in params]
-    lookahead, out, step = LookaheadSim(k, alpha), [], 0
+    lookahead, out, step = LookaheadSim(k, alpha, optimizer_state), [], 0
     for optimizer, trained, batches in phases:
         trained = list(trained)
+        lookahead.optimizer = optimizer
         for x, y in batches:
             step += 1
             lookahead.before_fast_step(params, trained)

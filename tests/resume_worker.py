@@ -1,10 +1,12 @@
 """One half of a resumed training run, in a process of its own (see test_state.py).
 
-    python resume_worker.py MODE FORMAT OPTIMIZER PHASE DIR
+    python resume_worker.py MODE FORMAT OPTIMIZER PHASE DIR [OPTIMIZER_STATE]
 
 first:  the start weights, inject, FIRST_STEPS steps, save model and Lookahead state
 second: a fresh model (other random weights), compile, inject, load both, SECOND_STEPS steps,
         final weights to DIR/final.npz
+Each phase also writes the Lookahead state's momentum copies (optimizer_state="pullback")
+as it saved / loaded them: DIR/cache_saved.npz, DIR/cache_loaded.npz.
 """
 
 import os
@@ -15,6 +17,7 @@ import numpy as np
 from harness import configure_mode
 
 MODE, FORMAT, OPTIMIZER, PHASE, DIR = sys.argv[1:6]
+OPTIMIZER_STATE = sys.argv[6] if len(sys.argv) > 6 else "keep"
 configure_mode(MODE)
 
 import harness  # noqa: E402  (after configure_mode)
@@ -56,14 +59,16 @@ def main():
     steps = batches()
     if PHASE == "first":
         model = harness.mlp(OPTIMIZER, harness.start_weights())
-        la = inject(model, k=K, alpha=ALPHA)
+        la = inject(model, k=K, alpha=ALPHA, optimizer_state=OPTIMIZER_STATE)
         for bx, by in steps[:FIRST_STEPS]:
             model.train_on_batch(bx, by)
         save(model, la)
+        np.savez(os.path.join(DIR, "cache_saved.npz"), *la.get_state()["momentum_cache"])
     else:
         model = harness.mlp(OPTIMIZER)
-        la = inject(model, k=K, alpha=ALPHA)
+        la = inject(model, k=K, alpha=ALPHA, optimizer_state=OPTIMIZER_STATE)
         load(model, la)
+        np.savez(os.path.join(DIR, "cache_loaded.npz"), *la.get_state()["momentum_cache"])
         for bx, by in steps[FIRST_STEPS:]:
             model.train_on_batch(bx, by)
         np.savez(os.path.join(DIR, "final.npz"), *model.get_weights(), step=la.step)

@@ -126,3 +126,16 @@ print("RANK", hvd.rank(), "STEP", la.step)
     np.testing.assert_allclose(np.load(str(tmp_path / "rank0.npy")),
                                np.load(str(tmp_path / "rank1.npy")), rtol=0, atol=1e-6)
     assert (tmp_path / "lookahead_state").exists()
+
+
+@pytest.mark.parametrize("option", ["reset", "pullback"])
+def test_an_optimizer_state_other_than_keep_is_refused_with_the_fix(option):
+    # In this process (one rank): the refusal comes at inject, before any step.
+    import horovod.tensorflow.keras as hvd
+    from lookahead_inject import OptimizerStateError, inject
+    hvd.init()
+    model = harness.mlp(hvd.DistributedOptimizer(harness.optimizer("momentum")),
+                        harness.start_weights())
+    with pytest.raises(OptimizerStateError, match="Horovod.*optimizer_state='keep'"):
+        inject(model, k=3, alpha=0.5, optimizer_state=option)
+    inject(model, k=3, alpha=0.5)           # nothing was changed: a plain inject still works

@@ -32,7 +32,9 @@ def trained(opt="sgd", steps=4, k=3, alpha=0.5, execution=None):
 def test_get_state_holds_step_slow_weights_k_and_alpha():
     model, la = trained(steps=4, k=3)
     got = la.get_state()
-    assert sorted(got) == ["alpha", "k", "slow_weights", "step"]
+    assert sorted(got) == ["alpha", "k", "momentum_cache", "optimizer_state", "slow_weights",
+                           "step"]
+    assert (got["optimizer_state"], got["momentum_cache"]) == ("keep", [])
     assert (got["step"], got["k"], got["alpha"]) == (4, 3, 0.5)
     # After step 3 (the sync) fast == slow, and step 4 moved only the fast weights.
     want = expected("sgd", 3, 0.5, *harness.data(), steps=3)[-1]

@@ -79,6 +79,22 @@ def test_load_returns_exactly_what_save_wrote(dtype, tmp_path):
     assert_same_state(state.load(str(tmp_path / "state")), saved)
 
 
+@pytest.mark.parametrize("option", ["keep", "reset", "pullback"])
+def test_load_returns_the_optimizer_state_and_momentum_copies_save_wrote(option, tmp_path):
+    rng = np.random.RandomState(1)
+    slow = [rng.standard_normal(shape).astype(dtype) for _, shape, dtype in LIKE]
+    momentum = [rng.standard_normal(shape).astype(dtype) for _, shape, dtype in LIKE] \
+        if option == "pullback" else []
+    saved = state.make(5, slow, 3, 0.5, option, momentum)
+    state.save(str(tmp_path / "state"), saved, LIKE)
+    got = state.load(str(tmp_path / "state"))
+    assert_same_state(got, saved)
+    assert got["optimizer_state"] == option and len(got["momentum_cache"]) == len(momentum)
+    for g, w in zip(got["momentum_cache"], momentum):
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)
+
+
 # -- a save never destroys the last good file ----------------------------------
 
 @pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
@@ -271,6 +287,14 @@ DAMAGED = {
                            "describes 24 bytes of slow weights, the file holds 20"),
     "impossible_shape": (lambda good, m: forge(good_header(weights=weight(shape=[0, 2 ** 70]))),
                          "impossible"),
+    "unknown_optimizer_state": (lambda good, m: forge(good_header(optimizer_state="none"),
+                                                      GOOD_DATA), "optimizer_state is 'none'"),
+    "momentum_copies_without_pullback": (
+        lambda good, m: forge(good_header(optimizer_state="reset", momentum_cache=1),
+                              GOOD_DATA * 2), "momentum_cache is 1"),
+    "pullback_without_its_momentum_bytes": (
+        lambda good, m: forge(good_header(optimizer_state="pullback", momentum_cache=1),
+                              GOOD_DATA), "describes 48 bytes of slow weights, the file holds 24"),
 }
 
 

@@ -58,14 +58,16 @@ class Checkpointed(object):
         self.model = model
         self.holder = tf.Module(name=CHECKPOINT_NAME)
         self.holder.step = step
-        self._extra = 0
+        self._extra = {}
 
-    def add(self, weight, slow):
+    def add(self, weight, slow, kind="slow"):
+        """``kind`` "slow" or "momentum" (optimizer_state="pullback")."""
         position = [i for i, w in enumerate(self.model.weights) if w is weight]
         if position:
-            name = "slow_{}".format(position[0])
+            name = "{}_{}".format(kind, position[0])
         else:           # a variable a custom train_step trains beside the model's own
-            name, self._extra = "slow_extra_{}".format(self._extra), self._extra + 1
+            self._extra[kind] = self._extra.get(kind, -1) + 1
+            name = "{}_extra_{}".format(kind, self._extra[kind])
         # Setting an attribute of a tracked Module also restores it from a
         # checkpoint whose restore is still pending (load_weights before the first step).
         setattr(self.holder, name, slow)

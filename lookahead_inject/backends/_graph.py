@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
-from . import _estimator, _horovod
+from . import _estimator, _horovod, _optimizer_state
 from ._attachment import Attachment, Checkpointed, all_or_nothing, trainable_weights
 from ._loss_scale import sync_inside_applied_step
 from ._sync import LookaheadVariables, slow_name
@@ -61,11 +61,11 @@ class _Store(object):
         self.K, self.graph, self.on_new_slow = K, graph, on_new_slow
         self._ops = {}
 
-    def make_slow(self, weight):
+    def make_slow(self, weight, kind="slow"):
         with self.graph.as_default():
             slow = self.K.variable(np.zeros(_shape(weight), weight.dtype.base_dtype.as_numpy_dtype),
-                                   dtype=weight.dtype.base_dtype, name=slow_name(weight))
-        self.on_new_slow(weight, slow)
+                                   dtype=weight.dtype.base_dtype, name=slow_name(weight, kind))
+        self.on_new_slow(weight, slow, kind)
         return slow
 
     @staticmethod
@@ -86,7 +86,7 @@ class _Store(object):
         self.K.batch_get_value([self._ops[key]])
 
 
-def attach(model, k, alpha, build_train_function, checkpoint=True):
+def attach(model, k, alpha, build_train_function, checkpoint=True, optimizer_state="keep"):
     """Route every (re)build of the model's train function through ``build_train_function``.
 
     ``build_train_function(model, K, training_updates)`` mirrors its TF
@@ -95,6 +95,7 @@ def attach(model, k, alpha, build_train_function, checkpoint=True):
     Lookahead sync) and ``set_train_function``. ``checkpoint=False``: the model is
     no TF Trackable (standalone Keras), so nothing rides in its checkpoints.
     """
+    _optimizer_state.check(model.optimizer, optimizer_state)
     K = engine_backend(model)
     # A model without weights yet (built by its first fit) lives in Keras' graph.
     graph = model.weights[0].graph if getattr(model, "built", True) and model.weights else keras_graph(K)
@@ -102,7 +103,7 @@ def attach(model, k, alpha, build_train_function, checkpoint=True):
         step = K.variable(0, dtype="int64", name="lookahead_step")
     checkpointed = Checkpointed(model, step)
     store = _Store(K, graph, checkpointed.add)
-    variables = LookaheadVariables(step, k, alpha, store)
+    variables = LookaheadVariables(step, k, alpha, store, optimizer_state)
     start_pending = [True]
 
     def training_updates():
@@ -165,12 +166,15 @@ def updates_with_lookahead(model, variables):
     step it skips for non-finite gradients is not a Lookahead step.
     """
     params = model._collected_trainable_weights
+    # compile() after inject may have brought an optimizer the option has no meaning
+    # for: refused here, when the next train function is built.
+    _optimizer_state.check(model.optimizer, variables.optimizer_state)
     variables.horovod = _horovod.in_use(model.optimizer)
     # Built right before the first step it runs: weights joining take their slow copies now.
     variables.take_slow(variables.prepare(params))
 
     def sync_op(after):
-        return variables.sync_op(params, after=after)
+        return variables.sync_op(params, after=after, optimizer=model.optimizer)
     with sync_inside_applied_step(model.optimizer, sync_op) as synced:
         updates = [_as_op(u) for u in model.optimizer.get_updates(params=params, loss=model.total_loss)]
     if synced:

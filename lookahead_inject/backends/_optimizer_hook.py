@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
-from . import _estimator, _horovod
+from . import _estimator, _horovod, _optimizer_state
 from ._attachment import Attachment, Checkpointed, all_or_nothing, trainable_weights
 from ._sync import LookaheadVariables, once_for_all_replicas, slow_name
 
@@ -34,7 +34,7 @@ class Store(object):
     def __init__(self, strategy, tf_variable, on_new_slow):
         self.strategy, self.tf_variable, self.on_new_slow = strategy, tf_variable, on_new_slow
 
-    def make_slow(self, weight):
+    def make_slow(self, weight, kind="slow"):
         fast = self.tf_variable(weight)
         # Never a variable of a traced step: lifted out to the eager context.
         with tf.init_scope(), _scope(self.strategy):
@@ -42,8 +42,8 @@ class Store(object):
             device = tf.device(fast.device) if not distributed else contextlib.nullcontext()
             with device:
                 slow = tf.Variable(tf.zeros(fast.shape, fast.dtype), trainable=False,
-                                   name=slow_name(fast))
-        self.on_new_slow(weight, slow)
+                                   name=slow_name(fast, kind))
+        self.on_new_slow(weight, slow, kind)
         return slow
 
     def make_flag(self):
@@ -131,11 +131,16 @@ class OptimizerHook(object):
             # program order; Keras 3 returns a KerasVariable here, which cannot be a
             # control input (TypeError), so none is passed.
             variables.sync_op(trained, applied=None if before is None else
-                              tf.not_equal(update_count(), before))
+                              tf.not_equal(update_count(), before), optimizer=target)
             return result
 
         setattr(target, self.method, apply_with_lookahead)
         self.hooked = target
+        # At inject and after compile() with a new optimizer: refuse here, in plain
+        # Python, an optimizer_state it has no meaning for (inside the traced step
+        # the error would come later, at the first sync's trace). The hook stays, so
+        # training on regardless fails there too instead of running without Lookahead.
+        _optimizer_state.check(self.model.optimizer, variables.optimizer_state)
 
     def unhook(self):
         if self.hooked is not None:
@@ -144,14 +149,15 @@ class OptimizerHook(object):
 
 
 def attach(model, strategy, tf_variable, k, alpha, method, innermost, trained_variables, retrace,
-           update_count=lambda optimizer: None):
+           update_count=lambda optimizer: None, optimizer_state="keep"):
     """Make the Lookahead variables, hook the optimizer, follow it through later
     ``compile()`` calls, retrace; all or nothing."""
+    _optimizer_state.check(model.optimizer, optimizer_state)
     with all_or_nothing() as undo:
         step = make_step(strategy)
         checkpointed = Checkpointed(model, step)
         store = Store(strategy, tf_variable, checkpointed.add)
-        variables = LookaheadVariables(step, k, alpha, store)
+        variables = LookaheadVariables(step, k, alpha, store, optimizer_state)
         # Slow copies of the weights compile set to train, made now so that a TF
         # checkpoint loaded before the first step restores them; they are filled
         # by the first step (step 0), not taken again when the step is restored.

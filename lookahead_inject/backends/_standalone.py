@@ -13,6 +13,7 @@ TF Trackables: their weights are saved to HDF5 only, so no checkpoint carries
 the Lookahead state (``la.save`` / ``la.load`` do).
 """
 
+from ..errors import OptimizerStateError
 from . import _graph
 
 #: Lookahead under a tf.distribute strategy: standalone Keras has no strategies.
@@ -26,8 +27,21 @@ def check(model):
     _graph.check(model)
 
 
-def attach(model, k, alpha, build_train_function):
+def attach(model, k, alpha, build_train_function, optimizer_state="keep"):
+    if optimizer_state != "keep":
+        # Standalone Keras' optimizers make their moments inside get_updates and offer
+        # no per-weight slot API to find them by.
+        raise OptimizerStateError(
+            "optimizer_state={!r} is not supported on standalone Keras {} (import keras): "
+            "its optimizers offer no way to find their per-weight state. Use "
+            "optimizer_state='keep', or build the model with tf.keras.".format(
+                optimizer_state, _keras_version()))
     return _graph.attach(model, k, alpha, build_train_function, checkpoint=False)
+
+
+def _keras_version():
+    import keras
+    return keras.__version__
 
 
 def feed_inputs(model, K):

@@ -22,7 +22,7 @@ knows which TF version runs.
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
-from . import _horovod
+from . import _horovod, _optimizer_state
 
 
 class LookaheadVariables(object):
@@ -33,11 +33,15 @@ class LookaheadVariables(object):
     backend's vocabulary: ``make_slow(weight)`` creates a zero variable like
     ``weight``, ``tf_variable(weight)`` is the TF variable behind what the
     optimizer is handed, ``read`` / ``write`` move values now (not in a step).
+    ``optimizer_state`` is what a sync does to the optimizer's own state
+    (``_optimizer_state``); for "pullback" each weight also gets a momentum copy,
+    made with its slow copy (``store.make_slow(weight, kind="momentum")``).
     """
 
-    def __init__(self, step, k, alpha, store):
+    def __init__(self, step, k, alpha, store, optimizer_state=_optimizer_state.KEEP):
         self.step, self.k, self.alpha, self.store = step, k, alpha, store
-        self._slow = {}        # id(weight) -> (weight, its slow copy)
+        self.optimizer_state = optimizer_state
+        self._slow = {}        # id(weight) -> (weight, its slow copy, its momentum copy or None)
         #: The weights the training step built last trains, in its order.
         self.trained = []
         self._join = None      # (ids of a step's weights, (fast, slow) pairs joining, flag)
@@ -47,14 +51,24 @@ class LookaheadVariables(object):
     @property
     def slow(self):
         """Every slow copy made so far (for checks across replicas)."""
-        return [slow for _, slow in self._slow.values()]
+        return [slow for _, slow, _ in self._slow.values()]
 
     def slow_for(self, weight):
         """The slow copy of ``weight``, created (zeros) the first time it is asked for."""
+        return self._entry(weight)[1]
+
+    def momentum_for(self, weight):
+        """The momentum copy of ``weight`` (optimizer_state="pullback"; zeros until
+        its first sync), made with its slow copy."""
+        return self._entry(weight)[2]
+
+    def _entry(self, weight):
         entry = self._slow.get(id(weight))
         if entry is None:
-            entry = self._slow[id(weight)] = (weight, self.store.make_slow(weight))
-        return entry[1]
+            momentum = (self.store.make_slow(weight, kind="momentum")
+                        if self.optimizer_state == _optimizer_state.PULLBACK else None)
+            entry = self._slow[id(weight)] = (weight, self.store.make_slow(weight), momentum)
+        return entry
 
     def prepare(self, weights):
         """Called where a training step of ``weights`` is built, before it first runs;
@@ -133,9 +147,10 @@ class LookaheadVariables(object):
         # -----------------------------------------------------------------------
         return _grouped(copies)
 
-    def sync_op(self, weights, after=(), applied=None):
+    def sync_op(self, weights, after=(), applied=None, optimizer=None):
         """After a fast step of ``weights``: count it, and on every k-th step pull
-        fast and slow together.
+        fast and slow together (and treat ``optimizer``'s state of ``weights`` as
+        ``optimizer_state`` says).
 
         ``after`` are the ops of the fast step (graph mode); inside a
         ``tf.function`` or eagerly, program order already sequences the ops.
@@ -144,15 +159,23 @@ class LookaheadVariables(object):
         calls, and only those are Lookahead steps.
         """
         pairs = self.pairs(weights)
+        momentum = ([self.momentum_for(w) for w in weights]
+                    if self.optimizer_state == _optimizer_state.PULLBACK else ())
+
+        def sync():
+            # Built inside the branch, so steps that do not sync run none of it; the
+            # optimizer's slots are not the weights, so the two need no order.
+            also = _optimizer_state.sync_ops(self.optimizer_state, optimizer, weights,
+                                             self.alpha, momentum)
+            return pull_together(pairs, self.alpha, also)
 
         def count_and_sync():
             step = _updated(self.step.assign_add(1), self.step)
             # The phase in the cycle is the branch index: 0 syncs, any other does nothing.
             phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
             if _has_refs(pairs):
-                return _if(tf.equal(phase, 0), lambda: pull_together(pairs, self.alpha), refs=True)
-            return tf.switch_case(phase, [lambda: pull_together(pairs, self.alpha)],
-                                  default=_nothing)
+                return _if(tf.equal(phase, 0), sync, refs=True)
+            return tf.switch_case(phase, [sync], default=_nothing)
 
         def count_and_sync_if_applied():
             # Decided in cross-replica context like the sync itself: a cond whose
@@ -162,12 +185,13 @@ class LookaheadVariables(object):
             return once_for_all_replicas(count_and_sync_if_applied)
 
 
-def pull_together(pairs, alpha):
-    """slow <- slow + alpha (fast - slow); fast <- slow, for each (fast, slow) pair.
+def pull_together(pairs, alpha, also=()):
+    """slow <- slow + alpha (fast - slow); fast <- slow, for each (fast, slow) pair
+    (and the ops ``also``: the optimizer state's at an in-step sync).
 
     The in-step sync and ``Lookahead.sync()`` both run this.
     """
-    assigns = []
+    assigns = list(also)
     for fast, slow in pairs:
         alpha_ = tf.cast(alpha, tf.as_dtype(slow.dtype).base_dtype)
         # In place: slow += alpha (fast - slow) is one temporary and one update of
@@ -176,9 +200,10 @@ def pull_together(pairs, alpha):
     return _grouped(assigns)
 
 
-def slow_name(weight):
-    """A variable name for the slow copy of ``weight`` ("dense/kernel:0" -> "dense_kernel")."""
-    return "lookahead_slow_" + weight.name.split(":")[0].replace("/", "_")
+def slow_name(weight, kind="slow"):
+    """A variable name for the slow (or ``kind="momentum"``: momentum) copy of
+    ``weight`` ("dense/kernel:0" -> "lookahead_slow_dense_kernel")."""
+    return "lookahead_{}_{}".format(kind, weight.name.split(":")[0].replace("/", "_"))
 
 
 def once_for_all_replicas(fn):

@@ -13,8 +13,8 @@ from . import _standalone
 from ._standalone import CHECKPOINT_FORMATS, DISTRIBUTE, check  # noqa: F401
 
 
-def attach(model, k, alpha):
-    return _standalone.attach(model, k, alpha, build_train_function)
+def attach(model, k, alpha, optimizer_state="keep"):
+    return _standalone.attach(model, k, alpha, build_train_function, optimizer_state)
 
 
 def build_train_function(model, K, training_updates):

@@ -30,9 +30,10 @@ def check(model):
     _optimizer_hook.check_not_hooked(model.optimizer, METHOD, innermost)
 
 
-def attach(model, k, alpha):
+def attach(model, k, alpha, optimizer_state="keep"):
     return _optimizer_hook.attach(model, model.distribute_strategy, _backing_tf_variable, k, alpha,
-                                  METHOD, innermost, _trained_variables, _retrace, _update_count)
+                                  METHOD, innermost, _trained_variables, _retrace, _update_count,
+                                  optimizer_state)
 
 
 def _update_count(optimizer):

@@ -18,8 +18,9 @@ def check(model):
     _graph.check(model)
 
 
-def attach(model, k, alpha):
-    return _graph.attach(model, k, alpha, _build_train_function)
+def attach(model, k, alpha, optimizer_state="keep"):
+    return _graph.attach(model, k, alpha, _build_train_function,
+                         optimizer_state=optimizer_state)
 
 
 def _build_train_function(model, K, training_updates):

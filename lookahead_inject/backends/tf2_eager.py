@@ -28,9 +28,9 @@ def check(model):
     _optimizer_hook.check_not_hooked(model.optimizer, METHOD, innermost)
 
 
-def attach(model, k, alpha):
+def attach(model, k, alpha, optimizer_state="keep"):
     return _optimizer_hook.attach(model, _strategy(model), _same, k, alpha, METHOD, innermost,
-                                  _trained_variables, _retrace)
+                                  _trained_variables, _retrace, optimizer_state=optimizer_state)
 
 
 def _same(weight):

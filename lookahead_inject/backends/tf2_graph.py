@@ -30,5 +30,6 @@ def check(model):
             "or keep eager execution enabled.".format(name, name))
 
 
-def attach(model, k, alpha):
-    return _graph.attach(model, k, alpha, build_train_function)
+def attach(model, k, alpha, optimizer_state="keep"):
+    return _graph.attach(model, k, alpha, build_train_function,
+                         optimizer_state=optimizer_state)

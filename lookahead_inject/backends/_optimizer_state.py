@@ -1,0 +1,200 @@
+"""What happens to the inner optimizer's own state at a Lookahead sync.
+
+Algorithm 1 says nothing about it. The paper's authors' code offers
+``pullback_momentum = "none" | "reset" | "pullback"`` and optax's
+``lookahead(..., reset_state=True)`` offers reset; here they are
+``optimizer_state = "keep" | "reset" | "pullback"``:
+
+keep
+    the optimizer's state is left as it is (the authors' default "none").
+reset
+    every per-weight slot of the optimizer (SGD momentum, Adam's first and second
+    moments, RMSprop's accumulators, ...) goes back to its initial value, zero,
+    as optax's ``reset_state=True`` does for its slots. Unlike optax, the step
+    count (``optimizer.iterations``, Adam's bias-correction count) is NOT reset:
+    in Keras it is also the learning-rate schedule's step and the count Keras
+    checkpoints and reports, so resetting it would restart every schedule each k
+    steps. Count-like scalars of an optimizer (Nadam's momentum-cache product) are
+    kept with it.
+pullback
+    SGD's momentum buffer is interpolated like the weights,
+    ``buf <- alpha * buf + (1 - alpha) * cache`` and then ``cache <- buf``, with the
+    cache starting at zero: what the authors' code means to do. Their code keeps a
+    reference to the live buffer instead of a copy, so from the second sync on it
+    only scales the buffer by alpha (2 - alpha); a copy is kept here. The authors
+    define pullback only for SGD's momentum buffer, so other optimizers are refused.
+
+The ops are built inside the sync branch, so the steps that do not sync run
+none of them. The slots are found through each Keras version's optimizer API
+(see ``_slots``), never by variable name.
+"""
+
+import tensorflow as tf
+
+from ..errors import OptimizerStateError
+from . import _horovod
+
+KEEP, RESET, PULLBACK = "keep", "reset", "pullback"
+OPTIONS = (KEEP, RESET, PULLBACK)
+
+#: Optimizers whose per-weight slots all start at zero in every Keras version (Keras 2
+#: OptimizerV2, the Keras 2.11+ optimizers, Keras 3). Adagrad and Ftrl start their
+#: accumulators at ``initial_accumulator_value``, so zeros would not be their reset.
+RESETTABLE = ("SGD", "Adam", "AdamW", "Adamax", "Nadam", "RMSprop", "Adadelta", "Lion")
+
+
+def innermost(optimizer):
+    # A loss-scale optimizer keeps the slots on its public `inner_optimizer` (TF 2.4+,
+    # Keras 3); the experimental one of TF 2.1-2.3 on `_optimizer`.
+    while True:
+        inner = getattr(optimizer, "inner_optimizer", None)
+        if inner is None and type(optimizer).__name__ == "LossScaleOptimizer":
+            inner = getattr(optimizer, "_optimizer", None)
+        if inner is None:
+            return optimizer
+        optimizer = inner
+
+
+def check(optimizer, option):
+    """Refuse an option this optimizer has no meaning for: at inject, and again when
+    compile() brings another optimizer (Python side: Keras 3's get_config fails
+    inside a traced step)."""
+    if option == KEEP:
+        return
+    if _horovod.in_use(optimizer):
+        # Untested under Horovod: refused rather than trusted.
+        raise OptimizerStateError(
+            "optimizer_state={!r} is not supported with a Horovod DistributedOptimizer. "
+            "Use optimizer_state='keep' under Horovod.".format(option))
+    optimizer = innermost(optimizer)
+    name = type(optimizer).__name__
+    if not _has_slot_api(optimizer):
+        raise OptimizerStateError(
+            "optimizer_state={!r}: the optimizer {} offers no way to find its per-weight "
+            "state (it is neither a Keras 2 OptimizerV2 nor a Keras 2.11+ / Keras 3 "
+            "optimizer). Use optimizer_state='keep' or a tf.keras optimizer.".format(option, name))
+    if option == RESET and name not in RESETTABLE:
+        raise OptimizerStateError(
+            "optimizer_state='reset' knows the initial state of {} only; {}'s state does "
+            "not all start at zero (e.g. Adagrad's initial_accumulator_value). Use "
+            "optimizer_state='keep', or one of those optimizers.".format(
+                ", ".join(RESETTABLE), name))
+    if option == PULLBACK:
+        momentum = _momentum(optimizer)
+        if name != "SGD" or not momentum:
+            raise OptimizerStateError(
+                "optimizer_state='pullback' interpolates SGD's momentum buffer (the paper's "
+                "authors define it for that buffer only); the optimizer is {}{}. Use SGD "
+                "with momentum > 0, or optimizer_state='reset' / 'keep'.".format(
+                    name, " with momentum=0" if name == "SGD" else ""))
+
+
+def sync_ops(option, optimizer, trained, alpha, cache=()):
+    """The ops that update the optimizer's state at a sync, for weights ``trained``.
+
+    ``trained`` are the variables the optimizer is given (Keras 3: its
+    KerasVariables); ``cache`` holds, for "pullback", one momentum copy per
+    trained weight. Built when the sync branch is traced, after the optimizer
+    created its slots.
+    """
+    if option == KEEP:
+        return []
+    optimizer = innermost(optimizer)
+    slots = _slots(optimizer, trained)
+    if option == RESET:
+        return [slot.assign(tf.zeros(slot.shape, slot.dtype.base_dtype))
+                for weight_slots in slots for slot in weight_slots]
+    ops = []
+    for weight_slots, cached in zip(slots, cache):
+        if len(weight_slots) > 1:
+            # check() refused this optimizer at inject / compile; training went on anyway.
+            raise OptimizerStateError(
+                "optimizer_state='pullback' needs SGD with momentum; {} keeps {} buffers "
+                "per weight. Compile with SGD(momentum=...) again, or inject with another "
+                "optimizer_state.".format(type(optimizer).__name__, len(weight_slots)))
+        for buf in weight_slots:         # SGD's only slot is its momentum
+            a = tf.cast(alpha, buf.dtype.base_dtype)
+            pulled = buf.assign(a * buf + (1 - a) * cached)
+            # Under a strategy TF 2.0-2.2 return per-replica values from a mirrored
+            # update, which assign cannot take: read the buffer again (a tf.function
+            # orders the read after the update), as _sync._updated does.
+            if getattr(tf.distribute, "has_strategy", lambda: False)():
+                pulled = buf.read_value()
+            ops.append(cached.assign(pulled))
+    return ops
+
+
+def _momentum(optimizer):
+    # A Keras 2 OptimizerV2 that has run in a graph reports its hyperparameters as
+    # numpy scalars (np.float32 is no Python float); anything else (a schedule) is unknown.
+    try:
+        return float(_config(optimizer).get("momentum", 0.0))
+    except (TypeError, ValueError):
+        return None
+
+
+def _config(optimizer):
+    try:
+        return optimizer.get_config()
+    except Exception:          # a custom optimizer without get_config: no momentum known
+        return {}
+
+
+def _has_slot_api(optimizer):
+    # The Keras 2.11+ and Keras 3 optimizers both key their per-variable index by
+    # `_var_key` (the index itself exists only once the optimizer is built).
+    return hasattr(optimizer, "get_slot_names") or hasattr(optimizer, "_var_key")
+
+
+def _slots(optimizer, trained):
+    """Per trained weight, the list of its slot variables (as tf.Variables)."""
+    if hasattr(optimizer, "get_slot_names"):
+        # Keras 2 OptimizerV2 (TF 1.14 - 2.10 default, `legacy` from 2.11, tf-keras
+        # legacy): public get_slot_names / get_slot. get_slot raises KeyError for a
+        # name that this weight has no slot of (e.g. RMSprop's "mg" unless centered).
+        out = []
+        for weight in trained:
+            found = []
+            for name in optimizer.get_slot_names():
+                try:
+                    found.append(optimizer.get_slot(weight, name))
+                except KeyError:
+                    pass
+            out.append(found)
+        return out
+    # Keras 2.11+ (keras / tf-keras `Optimizer`) and Keras 3 keep each kind of slot in a
+    # list indexed like the variables the optimizer was built on, and publish neither
+    # the lists nor the index: the index is `_get_variable_index` (Keras 3) or
+    # `_index_dict[_var_key(v)]` (Keras 2.11+). A slot list is a list attribute as long
+    # as that index whose entries are all optimizer variables, other than the list of
+    # all variables, the EMA averages and the gradient accumulators (those start at
+    # the weights / belong to accumulation, not to the update rule's state).
+    if hasattr(optimizer, "_get_variable_index"):
+        index = optimizer._get_variable_index
+        size = len(optimizer._trainable_variables_indices)
+    else:
+        index = lambda v: optimizer._index_dict[optimizer._var_key(v)]    # noqa: E731
+        size = len(optimizer._index_dict)
+    own = set(id(v) for v in optimizer.variables)
+    excluded = set(id(getattr(optimizer, name, None)) for name in (
+        "_variables", "_model_variables_moving_average", "_accumulated_gradients"))
+    lists = []
+    for name in sorted(vars(optimizer)):
+        value = vars(optimizer)[name]
+        if (isinstance(value, list) and id(value) not in excluded and len(value) == size
+                and size and all(v is None or id(v) in own for v in value)):
+            lists.append(value)
+    out = []
+    for weight in trained:
+        try:
+            i = index(weight)
+        except KeyError:          # a weight this optimizer was not built on has no state
+            out.append([])
+            continue
+        out.append([_tf_variable(lst[i]) for lst in lists if lst[i] is not None])
+    return out
+
+
+def _tf_variable(variable):
+    # Keras 3 slots are KerasVariables; the TF ops need the tf.Variable behind them.
+    return variable if isinstance(variable, tf.Variable) else variable.value
