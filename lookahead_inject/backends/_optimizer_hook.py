@@ -67,6 +67,14 @@ class Store(object):
         build()
 
 
+def _not_converted(function):
+    """``function`` as AutoGraph leaves it when it traces a Keras step: the sync builds
+    its branches itself (tf.switch_case), and AutoGraph could not read the nested
+    branch functions' source (it warned, every trace, and ran them as they are)."""
+    do_not_convert = getattr(getattr(tf.autograph, "experimental", None), "do_not_convert", None)
+    return do_not_convert(function) if do_not_convert else function
+
+
 def make_step(strategy):
     with tf.init_scope(), _scope(strategy):
         return tf.Variable(0, dtype=tf.int64, trainable=False, name="lookahead_step",
@@ -134,7 +142,7 @@ class OptimizerHook(object):
                               tf.not_equal(update_count(), before), optimizer=target)
             return result
 
-        setattr(target, self.method, apply_with_lookahead)
+        setattr(target, self.method, _not_converted(apply_with_lookahead))
         self.hooked = target
         # At inject and after compile() with a new optimizer: refuse here, in plain
         # Python, an optimizer_state it has no meaning for (inside the traced step

@@ -111,9 +111,13 @@ class LookaheadVariables(object):
     def start_op(self, weights):
         """Before a fast step: ``slow <- fast`` if no step was taken yet (state reset to 0)."""
         pairs = self.pairs(weights)
-        return once_for_all_replicas(
-            lambda: _if(tf.equal(self.step.read_value(), 0), lambda: self._taken(pairs),
-                        refs=_has_refs(pairs)))
+
+        def take():
+            return self._taken(pairs)
+
+        def start():
+            return _if(tf.equal(self.step.read_value(), 0), take, refs=_has_refs(pairs))
+        return once_for_all_replicas(start)
 
     def join_op(self, weights):
         """In a traced (or eager) step of ``weights``: ``slow <- fast`` for the weights
@@ -132,7 +136,10 @@ class LookaheadVariables(object):
             _, pairs, pending = self._join
             if pending is None:
                 return _nothing()
-            return _if(pending.read_value(), lambda: self._taken(pairs, [pending.assign(False)]))
+
+            def take():
+                return self._taken(pairs, [pending.assign(False)])
+            return _if(pending.read_value(), take)
         return once_for_all_replicas(join)
 
     def _taken(self, pairs, also=()):
