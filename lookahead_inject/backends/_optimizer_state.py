@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from ..errors import OptimizerStateError
 from . import _horovod
+from ._loss_scale import innermost
 
 KEEP, RESET, PULLBACK = "keep", "reset", "pullback"
 OPTIONS = (KEEP, RESET, PULLBACK)
@@ -41,18 +42,6 @@ OPTIONS = (KEEP, RESET, PULLBACK)
 #: OptimizerV2, the Keras 2.11+ optimizers, Keras 3). Adagrad and Ftrl start their
 #: accumulators at ``initial_accumulator_value``, so zeros would not be their reset.
 RESETTABLE = ("SGD", "Adam", "AdamW", "Adamax", "Nadam", "RMSprop", "Adadelta", "Lion")
-
-
-def innermost(optimizer):
-    # A loss-scale optimizer keeps the slots on its public `inner_optimizer` (TF 2.4+,
-    # Keras 3); the experimental one of TF 2.1-2.3 on `_optimizer`.
-    while True:
-        inner = getattr(optimizer, "inner_optimizer", None)
-        if inner is None and type(optimizer).__name__ == "LossScaleOptimizer":
-            inner = getattr(optimizer, "_optimizer", None)
-        if inner is None:
-            return optimizer
-        optimizer = inner
 
 
 def check(optimizer, option):
