@@ -103,3 +103,27 @@ def test_slow_weights_have_their_fast_weights_dtype_and_shape():
     model.train_on_batch(x[:16], y[:16])          # from here on get_state reads the slow copies
     for slow, fast in zip(la.get_state()["slow_weights"], harness.get_values(model.trainable_weights)):
         assert slow.dtype == fast.dtype and slow.shape == fast.shape
+
+
+@pytest.mark.skipif(harness.GRAPH or harness.ENVIRONMENT.tf_version.release < (2, 2),
+                    reason="Model.train_step exists from TF 2.2 in eager mode (not TF 1.x, TF "
+                           "2.0 / 2.1, or any graph mode)")
+def test_custom_train_step_that_calls_the_optimizer_matches_numpy_lookahead(execution):
+    class OwnStep(harness.keras.Sequential):
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(self(x, training=True) - y))
+            grads = tape.gradient(loss, self.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+            return {"loss": loss}
+    model = OwnStep([layers.Dense(8, activation="tanh", input_shape=(harness.N_IN,)),
+                     layers.Dense(1)])
+    model.compile(optimizer=harness.optimizer("momentum"), loss="mse",
+                  **harness.compile_kwargs(execution))
+    model.set_weights([np.asarray(w, "float32") for w in harness.start_weights()])
+    la = inject(model, k=3, alpha=0.5)
+    x, y = harness.data()
+    harness.assert_trajectories_equal(harness.train(model, "fit", x, y),
+                                      expected("momentum", 3, 0.5, x, y))
+    assert la.step == harness.STEPS
