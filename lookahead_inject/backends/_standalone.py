@@ -52,9 +52,26 @@ def feed_inputs(model, K):
     return inputs
 
 
-def training_updates_in_scope(model, K, training_updates):
-    """The optimizer's updates and the sync, in the name scopes Keras gives the
-    optimizer (Keras 2.2 / 2.3 create Adam's moments inside get_updates, so their
-    variable names, and the names in a saved model's optimizer weights, follow)."""
-    with K.name_scope(model.optimizer.__class__.__name__):
-        return training_updates()
+def build_train_function(model, K, training_updates, training_metrics):
+    """``Model._make_train_function`` of Keras 2.2 / 2.3, with the sync in the same
+    ``K.function``: the model's updates (BatchNormalization statistics), then the
+    optimizer's and the sync, then the metrics'. ``training_metrics(model)`` gives
+    the metrics' (output tensors, updates): where each Keras version keeps them.
+    """
+    if not hasattr(model, "train_function"):
+        raise RuntimeError("You must compile your model before using it.")
+    model._check_trainable_weights_consistency()
+    if model.train_function is not None:
+        return
+    inputs = feed_inputs(model, K)
+    with K.name_scope("training"):
+        # In the name scope Keras gives the optimizer: Keras 2.2 / 2.3 create Adam's
+        # moments inside get_updates, so their variable names (and the names in a
+        # saved model's optimizer weights) follow it.
+        with K.name_scope(model.optimizer.__class__.__name__):
+            optimizer_updates = training_updates()
+        metrics_tensors, metrics_updates = training_metrics(model)
+        model.train_function = K.function(
+            inputs, [model.total_loss] + metrics_tensors,
+            updates=model.updates + optimizer_updates + metrics_updates,
+            name="train_function", **model._function_kwargs)

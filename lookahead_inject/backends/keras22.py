@@ -18,15 +18,9 @@ def attach(model, k, alpha, optimizer_state="keep"):
 
 
 def build_train_function(model, K, training_updates):
-    if not hasattr(model, "train_function"):
-        raise RuntimeError("You must compile your model before using it.")
-    model._check_trainable_weights_consistency()
-    if model.train_function is not None:
-        return
-    inputs = _standalone.feed_inputs(model, K)
-    with K.name_scope("training"):
-        optimizer_updates = _standalone.training_updates_in_scope(model, K, training_updates)
-        updates = model.updates + optimizer_updates + model.metrics_updates
-        model.train_function = K.function(
-            inputs, [model.total_loss] + model.metrics_tensors,
-            updates=updates, name="train_function", **model._function_kwargs)
+    # Mirrors keras/engine/training.py (2.2.4 L494-519, 2.2.5 L497-522).
+    _standalone.build_train_function(model, K, training_updates, _training_metrics)
+
+
+def _training_metrics(model):
+    return model.metrics_tensors, model.metrics_updates

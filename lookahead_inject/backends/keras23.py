@@ -17,21 +17,11 @@ def attach(model, k, alpha, optimizer_state="keep"):
 
 
 def build_train_function(model, K, training_updates):
-    if not hasattr(model, "train_function"):
-        raise RuntimeError("You must compile your model before using it.")
-    model._check_trainable_weights_consistency()
-    if model.train_function is not None:
-        return
-    inputs = _standalone.feed_inputs(model, K)
-    with K.name_scope("training"):
-        optimizer_updates = _standalone.training_updates_in_scope(model, K, training_updates)
-        updates = model.updates + optimizer_updates
-        metrics = model._get_training_eval_metrics()
-        metrics_tensors = [m._call_result for m in metrics if hasattr(m, "_call_result")]
-        metrics_updates = []
-        for metric in metrics:
-            metrics_updates.extend(metric.updates)
-        model.train_function = K.function(
-            inputs, [model.total_loss] + metrics_tensors,
-            updates=updates + metrics_updates, name="train_function",
-            **model._function_kwargs)
+    # Mirrors keras/engine/training.py (2.3.1, L301-332).
+    _standalone.build_train_function(model, K, training_updates, _training_metrics)
+
+
+def _training_metrics(model):
+    metrics = model._get_training_eval_metrics()
+    tensors = [m._call_result for m in metrics if hasattr(m, "_call_result")]
+    return tensors, [update for metric in metrics for update in metric.updates]
