@@ -3,8 +3,9 @@
 A row is (backend, TF versions, Keras, Keras versions, execution mode). The
 Keras is the one that built the model: the one behind ``tf.keras``, or the
 standalone ``keras`` package (2.2 / 2.3, with an engine of its own), for which
-the Keras version picks the row ("" means any). The first row that fits wins. Backends are imported only
-when chosen, so importing lookahead_inject never imports TensorFlow.
+the Keras version picks the row ("" means any). Keras 3 on JAX or PyTorch needs no
+TensorFlow: its rows have no TF versions. The first row that fits wins. Backends are
+imported only when chosen, so importing lookahead_inject never imports TensorFlow.
 """
 
 import collections
@@ -30,6 +31,8 @@ TABLE = (
     Row("tf2_graph", ">=2,<3",        KERAS_2_FAMILY,             "",              (env.GRAPH,)),
     Row("tf2_eager", ">=2,<3",        KERAS_2_FAMILY,             "",              (env.EAGER,)),
     Row("keras3",    ">=2.16,<3",     (env.KERAS_3,),             "",              (env.EAGER,)),
+    Row("keras3_jax",   "",           (env.KERAS_3_JAX,),         ">=3.15,<4",     (env.EAGER,)),
+    Row("keras3_torch", "",           (env.KERAS_3_TORCH,),       ">=3.15,<4",     (env.EAGER,)),
 )
 
 BACKEND_NAMES = tuple(row.backend for row in TABLE)
@@ -38,7 +41,9 @@ BACKEND_NAMES = tuple(row.backend for row in TABLE)
 def _fits(row, environment):
     versions = SpecifierSet(row.tf_versions, prereleases=True)
     keras_versions = SpecifierSet(row.keras_versions, prereleases=True)
-    return (environment.tf_version in versions
+    if (environment.tf_version is None) != (not row.tf_versions):
+        return False
+    return ((environment.tf_version is None or environment.tf_version in versions)
             and environment.keras in row.keras
             and (not row.keras_versions
                  or keras_versions.contains(str(environment.keras_version)))
@@ -53,6 +58,10 @@ def why(environment, backend):
             env.keras_label(environment.keras, environment.keras_version), row.keras_versions)
     else:
         keras = "tf.keras is {}".format(environment.keras)
+    if environment.tf_version is None:
+        return "{} is in {} (TensorFlow plays no part): row {!r} of the dispatch table".format(
+            env.keras_label(environment.keras, environment.keras_version), row.keras_versions,
+            backend)
     return "TF {} is in {}, {}, {} mode: row {!r} of the dispatch table".format(
         environment.tf_version, row.tf_versions, keras, environment.mode, backend)
 
@@ -60,8 +69,8 @@ def why(environment, backend):
 def supported_summary():
     """One line per row, for error messages and ``info``."""
     return "\n".join(
-        "  {:<10} TF {:<14} {}{} ({})".format(
-            row.backend, row.tf_versions, " / ".join(row.keras),
+        "  {:<12} TF {:<14} {}{} ({})".format(
+            row.backend, row.tf_versions or "not needed", " / ".join(row.keras),
             " " + row.keras_versions if row.keras_versions else "", ", ".join(row.modes))
         for row in TABLE)
 
@@ -97,10 +106,13 @@ def _fix_for(environment):
         return ("Standalone keras {} is older than the versions lookahead_inject supports: "
                 "install keras==2.2.5 or keras==2.3.1 (or build the model with "
                 "tf.keras).".format(environment.keras_version))
+    if environment.keras_backend in ("jax", "torch"):
+        return ("lookahead_inject supports Keras 3 on {} from Keras 3.15: install "
+                "keras>=3.15.".format(environment.keras_backend))
     if environment.keras_backend not in (None, "tensorflow"):
-        return ("Keras 3 runs on the {} backend here, and Lookahead hooks TensorFlow's "
-                "training step. Set KERAS_BACKEND=tensorflow before importing keras (or "
-                "in ~/.keras/keras.json).".format(environment.keras_backend))
+        return ("Keras 3 runs on the {} backend here, which cannot train. Set "
+                "KERAS_BACKEND to tensorflow, jax or torch before importing keras (or in "
+                "~/.keras/keras.json).".format(environment.keras_backend))
     if environment.keras == env.KERAS_3 and environment.mode == env.GRAPH:
         return ("Keras 3 has no graph mode. Remove tf.compat.v1.disable_eager_execution(), "
                 "or install tf-keras and set TF_USE_LEGACY_KERAS=1 to keep Keras 2 in graph mode.")

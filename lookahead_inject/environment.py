@@ -18,7 +18,9 @@ KERAS_BUNDLED = "tf.keras (bundled with TF)"   # TF 1.x - 2.5: tensorflow.python
 KERAS_2 = "keras 2"                             # TF 2.6 - 2.15: the separate keras 2 package
 KERAS_TF_KERAS = "tf-keras"                     # TF >= 2.16 with TF_USE_LEGACY_KERAS=1
 KERAS_3 = "keras 3"                             # TF >= 2.16 default, TensorFlow backend
-KERAS_3_OTHER_BACKEND = "keras 3 ({} backend)"  # JAX / torch / numpy: no TF step to hook
+KERAS_3_JAX = "keras 3 (jax backend)"           # KERAS_BACKEND=jax: TensorFlow not needed
+KERAS_3_TORCH = "keras 3 (torch backend)"       # KERAS_BACKEND=torch: TensorFlow not needed
+KERAS_3_OTHER_BACKEND = "keras 3 ({} backend)"  # numpy / openvino: no training step to hook
 KERAS_STANDALONE = "keras (standalone)"         # `import keras` < 2.4: Keras 2.2 / 2.3, own engine
 
 #: Standalone Keras stopped at 2.3: keras 2.4+ is a wrapper of tf.keras, keras 2.6+ is tf.keras.
@@ -34,22 +36,30 @@ class Environment(
 ):
     """The running TensorFlow as seen by ``inject``.
 
-    ``tf_version`` is a ``packaging.version.Version``; ``keras`` one of the
-    ``KERAS_*`` names; ``mode`` ``"graph"`` or ``"eager"``; ``keras_backend`` the
-    Keras 3 backend (``"tensorflow"``, ``"jax"``, ...) or ``None`` before Keras 3.
+    ``tf_version`` is a ``packaging.version.Version``, or None when Keras 3 runs on
+    JAX or PyTorch (TensorFlow, installed or not, plays no part then); ``keras``
+    one of the ``KERAS_*`` names; ``mode`` ``"graph"`` or ``"eager"`` (Keras 3 on
+    JAX / PyTorch: "eager", its step is a jitted or plain function per model);
+    ``keras_backend`` the Keras 3 backend (``"tensorflow"``, ``"jax"``, ...) or
+    ``None`` before Keras 3.
     """
 
     __slots__ = ()
 
     def describe(self):
+        if self.tf_version is None:
+            return keras_label(self.keras, self.keras_version)
         return "TensorFlow {} ({}), {} mode".format(
             self.tf_version, keras_label(self.keras, self.keras_version), self.mode)
 
 
 def keras_label(keras, keras_version):
-    """How ``detect``, ``info`` and compat_matrix.md name a Keras: "keras 2.2.5 (standalone)"."""
+    """How ``detect``, ``info`` and compat_matrix.md name a Keras: "keras 2.2.5 (standalone)",
+    "keras 3.15.1 (jax backend)"."""
     if keras == KERAS_STANDALONE:
         return "keras {} (standalone)".format(keras_version)
+    if keras.startswith("keras 3 (") and keras_version:
+        return keras.replace("keras 3", "keras " + keras_version, 1)
     return "{} {}".format(keras, keras_version or "").strip()
 
 
@@ -163,6 +173,10 @@ def _keras3_backend():
     return keras.backend.backend()
 
 
+def _built_by(package, model):
+    return any(cls.__module__.split(".")[0] == package for cls in type(model).__mro__)
+
+
 def model_keras(model):
     """The version of the standalone Keras (< 2.4) whose engine built ``model``, else None.
 
@@ -197,9 +211,53 @@ def installed_standalone_keras(tf_version):
     return version if version and Version(version) < LAST_STANDALONE else None
 
 
+def keras3_without_tensorflow():
+    """``(keras version, backend)`` when ``import keras`` is Keras 3 set to a backend
+    other than TensorFlow, else None. Never imports TensorFlow, nor keras unless
+    it is installed (importing Keras 3 on the TensorFlow backend imports TF)."""
+    import importlib.util
+    import os
+    if importlib.util.find_spec("keras") is None:
+        return None
+    if os.environ.get("KERAS_BACKEND", "") in ("", "tensorflow") and not _keras_json_backend():
+        return None
+    try:
+        import keras
+    except Exception:
+        return None
+    version = getattr(keras, "__version__", "0")
+    if Version(version).major < 3 or not hasattr(keras, "backend"):
+        return None
+    backend = keras.backend.backend()
+    return (version, backend) if backend != "tensorflow" else None
+
+
+def _keras_json_backend():
+    # Keras 3 reads its backend from $KERAS_HOME/keras.json (default ~/.keras) when
+    # KERAS_BACKEND is unset; read it ourselves so TF-only envs never import keras here.
+    import json
+    import os
+    if os.environ.get("KERAS_BACKEND"):
+        return None
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            backend = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return backend if backend not in (None, "tensorflow") else None
+
+
 def detect_environment(model=None):
     """Inspect the running TensorFlow (and which Keras built ``model``, if given);
-    raises a clear error when there is no TensorFlow."""
+    raises a clear error when there is no TensorFlow and no Keras 3 on JAX / PyTorch."""
+    keras3 = keras3_without_tensorflow()
+    # A tf-keras model (TF_USE_LEGACY_KERAS=1) trains on TF whatever KERAS_BACKEND says.
+    if keras3 is not None and (model is None or _built_by("keras", model)):
+        version, backend = keras3
+        keras = {"jax": KERAS_3_JAX, "torch": KERAS_3_TORCH}.get(
+            backend, KERAS_3_OTHER_BACKEND.format(backend))
+        return Environment(None, keras, version, EAGER, backend)
     tf = _import_tensorflow()
     tf_version = Version(tf.__version__)
     standalone = model_keras(model) if model is not None else None
@@ -209,6 +267,4 @@ def detect_environment(model=None):
         keras, keras_version = _keras_flavour(tf)
     mode = EAGER if tf.executing_eagerly() else GRAPH
     keras_backend = _keras3_backend() if keras == KERAS_3 else None
-    if keras_backend not in (None, "tensorflow"):
-        keras = KERAS_3_OTHER_BACKEND.format(keras_backend)
     return Environment(tf_version, keras, keras_version, mode, keras_backend)

@@ -330,7 +330,7 @@ def detect(model=None, backend="auto"):
     name = dispatch.choose_backend(environment, backend)
     module = dispatch.load_backend(name)
     return {
-        "tensorflow": str(environment.tf_version),
+        "tensorflow": None if environment.tf_version is None else str(environment.tf_version),
         "keras": environment.keras,
         "keras_version": environment.keras_version,
         "keras_label": keras_label(environment.keras, environment.keras_version),
