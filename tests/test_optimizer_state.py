@@ -172,7 +172,7 @@ def _slots(model, trained=None):
     from lookahead_inject.backends import _optimizer_state
     if trained is None:
         trained = model.trainable_variables if harness.KERAS_3 else model.trainable_weights
-    return [s for slots in _optimizer_state._slots(model.optimizer, trained) for s in slots]
+    return [s for slots in _optimizer_state.slots_of(model.optimizer, trained) for s in slots]
 
 
 def resume_formats():
