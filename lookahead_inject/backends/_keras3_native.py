@@ -238,8 +238,9 @@ def attach(model, k, alpha, optimizer_state, platform):
     lookahead = NativeLookahead(model, k, alpha, optimizer_state, platform)
     with all_or_nothing() as undo:
         hooks = _Hooks(model, lookahead, platform)
-        hooks.hook()
+        # Before hook(): what it set before failing is taken back too.
         undo.add(hooks.unhook)
+        hooks.hook()
         original_compile = model.compile
 
         def compile_keeping_lookahead(*args, **kwargs):
