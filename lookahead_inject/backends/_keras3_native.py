@@ -108,7 +108,8 @@ class NativeLookahead(object):
         """``Lookahead.sync()``: the in-step rule (``_ops_rule.pull_together``), now."""
         weights = self.trained
         slow = [self.slow_for(w) for w in weights]
-        values = self.read(weights + slow)
+        # As tensors: PyTorch's (from ops.cast) do not mix with numpy arrays.
+        values = [ops.convert_to_tensor(v) for v in self.read(weights + slow)]
         pulled = _ops_rule.pull_together(values[:len(weights)], values[len(weights):], self.alpha)
         pulled = [np.asarray(ops.convert_to_numpy(p)) for p in pulled]
         self.write(weights + slow, pulled + pulled)
