@@ -51,6 +51,9 @@ def optimizer(name):
         "sgd": lambda: keras.optimizers.SGD(learning_rate=0.1),
         "momentum": lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9),
         "adam": lambda: keras.optimizers.Adam(learning_rate=0.01),
+        # Not in reference.py: for the tests of files, where two optimizers save sections.
+        "loss_scaled_adam": lambda: keras.optimizers.LossScaleOptimizer(
+            keras.optimizers.Adam(learning_rate=0.01)),
     }[name]()
 
 
