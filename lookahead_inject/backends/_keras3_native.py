@@ -108,7 +108,6 @@ class NativeLookahead(object):
         """``Lookahead.sync()``: the in-step rule (``_ops_rule.pull_together``), now."""
         weights = self.trained
         slow = [self.slow_for(w) for w in weights]
-        # As tensors: PyTorch's (from ops.cast) do not mix with numpy arrays.
         values = [ops.convert_to_tensor(v) for v in self.read(weights + slow)]
         pulled = _ops_rule.pull_together(values[:len(weights)], values[len(weights):], self.alpha)
         pulled = [np.asarray(ops.convert_to_numpy(p)) for p in pulled]
@@ -239,8 +238,9 @@ def attach(model, k, alpha, optimizer_state, platform):
     lookahead = NativeLookahead(model, k, alpha, optimizer_state, platform)
     with all_or_nothing() as undo:
         hooks = _Hooks(model, lookahead, platform)
-        hooks.hook()
+        # Before hook(): what it set before failing is taken back too.
         undo.add(hooks.unhook)
+        hooks.hook()
         original_compile = model.compile
 
         def compile_keeping_lookahead(*args, **kwargs):
