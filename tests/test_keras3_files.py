@@ -69,7 +69,8 @@ def writer(opt, lookahead, tmp_path):
     removed afterwards) that wrote both files; returns its optimizer's own values."""
     from lookahead_inject import inject
     model = support.mlp(opt, support.start_weights())
-    la = inject(model, k=K, alpha=ALPHA) if lookahead != "plain" else None
+    option = "pullback" if lookahead == "pullback" else "keep"
+    la = inject(model, k=K, alpha=ALPHA, optimizer_state=option) if lookahead != "plain" else None
     for x, y in support.epoch_batches(*support.data(), epochs=2)[:STEPS_WRITTEN]:
         model.train_on_batch(x, y)
     if lookahead == "removed":
@@ -134,4 +135,12 @@ def test_a_plain_file_loads_into_an_injected_model(read_with, opt, file, tmp_pat
 def test_a_file_written_with_lookahead_loads_into_an_injected_model(file, tmp_path):
     want_optimizer, want_weights = writer("adam", "lookahead", tmp_path)
     assert_same_optimizer_state(reader("adam", "lookahead", file, tmp_path), "adam",
+                                want_optimizer, want_weights)
+
+
+@pytest.mark.parametrize("file", FILES)
+def test_a_file_written_with_pullback_momentum_copies_loads_into_a_plain_model(file, tmp_path):
+    # optimizer_state="pullback" adds a momentum copy per weight to the Lookahead variables.
+    want_optimizer, want_weights = writer("momentum", "pullback", tmp_path)
+    assert_same_optimizer_state(reader("momentum", "plain", file, tmp_path), "momentum",
                                 want_optimizer, want_weights)

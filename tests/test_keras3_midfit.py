@@ -90,3 +90,17 @@ def test_sync_from_a_callback_mid_fit_is_followed_by_training(opt, run):
     # The reference has power: without the extra syncs the run ends elsewhere.
     plain = support.reference_run(opt, K, ALPHA, support.epoch_batches(*support.data()))
     assert max(np.abs(a - b).max() for a, b in zip(plain[-1][0], want[-1][0])) > 1e-3
+
+
+@pytest.mark.skipif(BACKEND != "keras3_torch", reason="jit_compile=True is torch.compile on "
+                    "PyTorch only; JAX's default step is already jitted (tested above)")
+def test_sync_from_a_callback_mid_fit_under_torch_compile():
+    # Keras compiles the train step with torch.compile; the optimizer's apply with the
+    # Lookahead sync runs eagerly inside it (torch.compiler.disable). One optimizer:
+    # compiling is slow on a small CPU.
+    from lookahead_inject import inject
+    model = support.mlp("adam", support.start_weights(), jit_compile=True)
+    la = inject(model, k=K, alpha=ALPHA)
+    seen, want = fit(model, la, "adam", SYNC_AFTER)
+    assert_seen_matches(seen, want)
+    assert la.step == support.STEPS
