@@ -52,5 +52,7 @@ def test_data_parallel_over_two_devices_trains_as_one_device_and_numpy(tmp_path)
     np.testing.assert_allclose(parallel["slow"], single["slow"], rtol=0, atol=1e-5)
     want = support.reference_run("adam", K, ALPHA, support.epoch_batches(*support.data()),
                                  SYNC_AFTER)
-    np.testing.assert_allclose(parallel["fast"], [flat(fast) for fast, _ in want], rtol=0, atol=1e-5)
-    np.testing.assert_allclose(parallel["slow"], [flat(slow) for _, slow in want], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(parallel["fast"], [flat(fast) for fast, _ in want],
+                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(parallel["slow"], [flat(slow) for _, slow in want],
+                               rtol=0, atol=1e-5)

@@ -38,7 +38,8 @@ def test_resume_in_a_fresh_process_is_exact(fmt, opt, tmp_path):
     for phase in ("first", "second"):
         subprocess.run([sys.executable, os.path.join(HERE, "keras3_resume_worker.py"), fmt, opt,
                         phase, str(tmp_path)], cwd=HERE, check=True, timeout=300)
-    want = support.reference_run(opt, K, ALPHA, support.epoch_batches(*support.data(), epochs=3)[:9])
+    batches = support.epoch_batches(*support.data(), epochs=3)[:9]
+    want = support.reference_run(opt, K, ALPHA, batches)
     with np.load(str(tmp_path / "final.npz")) as final:
         got = [final["arr_{}".format(i)] for i in range(8)]
         assert int(final["step"]) == 9
