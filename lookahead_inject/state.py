@@ -405,16 +405,18 @@ def _checked_header(path, header):
 def _named_dtype(name):
     """The numpy dtype ``name`` names, or None."""
     import numpy as np
+    # TF's own numpy type first, while TF is imported: TF 1.x's bfloat16 has no name numpy
+    # looks up, and TF 2.9 - 2.12's bfloat16 is not the one ml_dtypes registers under that
+    # name (the two compare unequal), while the model's weights have TF's.
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        try:
+            return np.dtype(tf.as_dtype(name).as_numpy_dtype)
+        except (TypeError, ValueError, AttributeError):
+            pass
     try:
         return np.dtype(name)
     except TypeError:
-        pass
-    # TF 1.x's bfloat16 numpy type has no name numpy looks up (ml_dtypes, TF >= 2.9,
-    # registers one); the file's loader always has TF imported.
-    tf = sys.modules.get("tensorflow")
-    try:
-        return np.dtype(tf.as_dtype(name).as_numpy_dtype) if tf is not None else None
-    except (TypeError, ValueError, AttributeError):
         return None
 
 
