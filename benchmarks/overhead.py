@@ -57,6 +57,9 @@ def parse():
                              "two logical CPUs (TF 2 eager)")
     parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default=None,
                         help="Keras 3: compile(jit_compile=...); default: Keras' own")
+    parser.add_argument("--label", default=None,
+                        help="appended to the section's title, e.g. the code measured when it "
+                             "is not the checkout's (before / after a change)")
     parser.add_argument("--out", default=None,
                         help="write this run's section into that markdown file (replacing the "
                              "section of the same TF / mode)")
@@ -404,6 +407,8 @@ def command_options():
         value = getattr(ARGS, name)
         if value and not (name == "models" and value == "mlp,tiny"):
             options += " --{} {}".format(name.replace("_", "-"), value)
+    if ARGS.label:
+        options += " --label '{}'".format(ARGS.label)
     if NATIVE:
         options = "KERAS_BACKEND={} python benchmarks/overhead.py{}".format(NATIVE, options)
         return options
@@ -421,6 +426,8 @@ def main():
         title += ", jit_compile={}".format(ARGS.jit_compile)
     if ARGS.strategy:
         title += ", MirroredStrategy (2 logical CPUs)"
+    if ARGS.label:
+        title += ", " + ARGS.label
     # Other processes share this machine: the 1-minute load average before and after says
     # how busy it was (ratios are paired in time, absolute ms are not comparable across runs).
     load_before = os.getloadavg()[0]
