@@ -1,6 +1,8 @@
 """Per-step overhead of Lookahead variants against plain training, in one process.
 
     python benchmarks/overhead.py [--mode graph|eager] [--rounds 3] [--repeats 3] [--out FILE]
+                                  [--strategy mirrored] [--jit-compile auto|true|false]
+    KERAS_BACKEND=jax|torch python benchmarks/overhead.py ...   (Keras 3, no TensorFlow needed)
 
 Variants, each built afresh in every round, each fit timed between two plain fits
 (so instance luck and the machine's drift hit all alike), k=5, alpha=0.5:
@@ -19,6 +21,10 @@ over rounds x repeats of its time over the mean of its two neighbouring plain fi
 median time of inject() itself and of the first step (graph / trace build); and the floor,
 the sync alone (one lerp + copy over all trainable weights) per step (/ k) as a fraction
 of the plain step.
+--strategy mirrored (TF 2 eager) builds every model under a MirroredStrategy over two logical
+CPUs. With KERAS_BACKEND=jax or torch the script uses Keras 3 alone (the seam: `keras`, the
+module models are built from, and the few helpers below that read / write weights or time the
+floor per framework).
 Never run as a test: timings are only meaningful as ratios within one run.
 """
 
@@ -46,6 +52,14 @@ def parse():
                         help="fresh model instances per variant, one set per round")
     parser.add_argument("--repeats", type=int, default=3, help="timed fits per instance")
     parser.add_argument("--models", default="mlp,tiny")
+    parser.add_argument("--strategy", choices=("mirrored",), default=None,
+                        help="mirrored: every model under tf.distribute.MirroredStrategy over "
+                             "two logical CPUs (TF 2 eager)")
+    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default=None,
+                        help="Keras 3: compile(jit_compile=...); default: Keras' own")
+    parser.add_argument("--label", default=None,
+                        help="appended to the section's title, e.g. the code measured when it "
+                             "is not the checkout's (before / after a change)")
     parser.add_argument("--out", default=None,
                         help="write this run's section into that markdown file (replacing the "
                              "section of the same TF / mode)")
@@ -53,61 +67,104 @@ def parse():
 
 
 ARGS = parse()
-import tensorflow as tf  # noqa: E402
-
-if ARGS.mode == "graph" and tf.executing_eagerly():
-    tf.compat.v1.disable_eager_execution()
-GRAPH = not tf.executing_eagerly()
+# The per-framework seam: Keras 3 on JAX / PyTorch runs without TensorFlow.
+NATIVE = os.environ.get("KERAS_BACKEND") if os.environ.get("KERAS_BACKEND") in ("jax", "torch") \
+    else None
+if NATIVE:
+    import keras  # noqa: E402
+    tf = None
+    GRAPH = False
+    if ARGS.mode == "graph" or ARGS.strategy:
+        sys.exit("--mode graph / --strategy need TensorFlow (KERAS_BACKEND={})".format(NATIVE))
+else:
+    import tensorflow as tf  # noqa: E402
+    if ARGS.mode == "graph" and tf.executing_eagerly():
+        tf.compat.v1.disable_eager_execution()
+    GRAPH = not tf.executing_eagerly()
+    keras = tf.keras
+    if ARGS.strategy:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+        from harness import split_cpu_in_two  # noqa: E402
+        split_cpu_in_two()
+KERAS3 = NATIVE is not None or hasattr(keras, "ops")
+if NATIVE == "jax":
+    # JAX's jitted steps are ~5x shorter than TF's (tiny: ~0.15 ms): more steps per fit,
+    # so each timed fit still lasts about a second.
+    MODELS = {"mlp": MODELS["mlp"][:2] + (300,), "tiny": MODELS["tiny"][:2] + (5000,)}
+STRATEGY = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if ARGS.strategy else None
 
 import lookahead_inject  # noqa: E402
-from lookahead_inject.backends import _graph  # noqa: E402  (the engine's K for the blog replica)
+if GRAPH:
+    from lookahead_inject.backends import _graph  # noqa: E402  (the engine's K for the blog replica)
 
 
 def optimizer():
-    module = tf.keras.optimizers
+    module = keras.optimizers
     if GRAPH and hasattr(module, "legacy"):
         module = module.legacy
     return module.SGD(learning_rate=0.01, momentum=0.9)
 
 
 def build(sizes, opt=None):
-    layers = [tf.keras.layers.Dense(sizes[1], activation="relu", input_shape=(sizes[0],))]
-    layers += [tf.keras.layers.Dense(n, activation="relu") for n in sizes[2:-1]]
-    layers += [tf.keras.layers.Dense(sizes[-1])]
-    model = tf.keras.Sequential(layers)
-    model.compile(optimizer=opt or optimizer(), loss="mse")
+    if STRATEGY is not None:
+        with STRATEGY.scope():
+            return _build(sizes, opt)
+    return _build(sizes, opt)
+
+
+def _build(sizes, opt):
+    first = ([keras.Input((sizes[0],)), keras.layers.Dense(sizes[1], activation="relu")]
+             if KERAS3 else
+             [keras.layers.Dense(sizes[1], activation="relu", input_shape=(sizes[0],))])
+    layers = first + [keras.layers.Dense(n, activation="relu") for n in sizes[2:-1]]
+    layers += [keras.layers.Dense(sizes[-1])]
+    model = keras.Sequential(layers)
+    kwargs = {}
+    if ARGS.jit_compile:
+        kwargs["jit_compile"] = {"auto": "auto", "true": True, "false": False}[ARGS.jit_compile]
+    model.compile(optimizer=opt or optimizer(), loss="mse", **kwargs)
     return model
 
 
 def get_values(variables):
     if GRAPH:
-        return tf.keras.backend.batch_get_value(list(variables))
+        return keras.backend.batch_get_value(list(variables))
+    if NATIVE:
+        return [np.array(keras.ops.convert_to_numpy(v.value)) for v in variables]
     return [v.numpy() for v in variables]
 
 
 def set_values(variables, values):
     if GRAPH:
-        tf.keras.backend.batch_set_value(list(zip(variables, values)))
+        keras.backend.batch_set_value(list(zip(variables, values)))
     else:
         for variable, value in zip(variables, values):
             variable.assign(value)
 
 
-class CallbackLookahead(tf.keras.callbacks.Callback):
+class CallbackLookahead(keras.callbacks.Callback):
     """Lookahead as a Keras callback: weights to numpy and back every k batches."""
 
     def __init__(self):
         super(CallbackLookahead, self).__init__()
         self.count, self.slow = 0, None
 
+    def weights(self):
+        model = self.model
+        if NATIVE == "jax":
+            # JAX's fit keeps the values in its own state between steps; the sync writes
+            # them into the variables and makes the next step read them back from there.
+            model.jax_state_sync()
+        return model.trainable_weights
+
     def on_train_batch_end(self, batch, logs=None):
         if self.slow is None:
-            self.slow = get_values(self.model.trainable_weights)
+            self.slow = get_values(self.weights())
         self.count += 1
         if self.count % K_STEPS == 0:
-            fast = get_values(self.model.trainable_weights)
+            fast = get_values(self.weights())
             self.slow = [s + ALPHA * (f - s) for s, f in zip(self.slow, fast)]
-            set_values(self.model.trainable_weights, self.slow)
+            set_values(self.weights(), self.slow)
 
 
 def blog_inject(model):
@@ -150,6 +207,8 @@ def blog_inject(model):
 
 
 def tfa_optimizer():
+    if tf is None or STRATEGY is not None:
+        return None
     try:
         import tensorflow_addons as tfa
     except ImportError:
@@ -190,6 +249,8 @@ def variants():
 def floor_seconds(model, repeats=20):
     """One lerp + copy over the model's trainable weights (the sync alone), median seconds."""
     fast = model.trainable_weights
+    if NATIVE:
+        return _floor_native(fast, repeats)
     if GRAPH:
         K = _graph.engine_backend(model)
         with K.get_graph().as_default():
@@ -208,6 +269,10 @@ def floor_seconds(model, repeats=20):
             for f, s in zip(fast, slow):
                 f.assign(s.assign_add(ALPHA * (f - s)))
         run = sync
+    return _median_time(run, repeats)
+
+
+def _median_time(run, repeats):
     run()
     times = []
     for _ in range(repeats):
@@ -215,6 +280,29 @@ def floor_seconds(model, repeats=20):
         run()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def _floor_native(weights, repeats):
+    if NATIVE == "jax":
+        import jax
+
+        @jax.jit
+        def sync(fast, slow):
+            slow = [s + ALPHA * (f - s) for f, s in zip(fast, slow)]
+            return list(slow), slow
+        fast = [w.value for w in weights]
+        slow = [keras.ops.zeros_like(f) for f in fast]
+        return _median_time(lambda: jax.block_until_ready(sync(fast, slow)), repeats)
+    import torch
+    fast = [w.value.detach().clone() for w in weights]
+    slow = [torch.zeros_like(f) for f in fast]
+
+    def run():
+        with torch.no_grad():
+            for f, s in zip(fast, slow):
+                s.add_(f - s, alpha=ALPHA)
+                f.copy_(s)
+    return _median_time(run, repeats)
 
 
 def build_all(sizes, batch, x, y, order):
@@ -255,7 +343,7 @@ def measure(sizes, batch, steps):
     for round_ in range(ARGS.rounds):
         # A new graph / session each round: TF 1.15's plain tiny step went from 0.9 to 1.5 ms
         # with the earlier rounds' models left in the graph.
-        tf.keras.backend.clear_session()
+        keras.backend.clear_session()
         # Fresh instances each round, built in a rotated order, so no variant keeps the
         # luck (or bad luck) of one instance or of one build position.
         built, setup, first = build_all(sizes, batch, x, y, rotated(names, round_))
@@ -313,16 +401,37 @@ def write_section(path, title, text):
             (part.rstrip("\n") + "\n" for part in rest), key=lambda p: p.split("\n")[0])))
 
 
+def command_options():
+    options = ""
+    for name in ("mode", "strategy", "jit_compile", "models"):
+        value = getattr(ARGS, name)
+        if value and not (name == "models" and value == "mlp,tiny"):
+            options += " --{} {}".format(name.replace("_", "-"), value)
+    if ARGS.label:
+        options += " --label '{}'".format(ARGS.label)
+    if NATIVE:
+        options = "KERAS_BACKEND={} python benchmarks/overhead.py{}".format(NATIVE, options)
+        return options
+    return "python benchmarks/overhead.py" + options
+
+
 def main():
     found = lookahead_inject.detect()
-    title = "TF {tensorflow} ({keras} {keras_version}), {mode} mode, backend {backend}".format(**found)
-    lines = ["### " + title, "",
-             "{} · {} · Python {} · {} rounds of fresh instances x {} repeats (fit over {} steps) · k={} · `python benchmarks/overhead.py{}`".format(
-                 datetime.date.today(), machine(), platform.python_version(), ARGS.rounds, ARGS.repeats,
-                 " / ".join("{} {}".format(m, MODELS[m][2]) for m in ARGS.models.split(",")),
-                 K_STEPS, " --mode " + ARGS.mode if ARGS.mode else ""),
-             "",
-             "| model | plain ms/step | variant | ratio to plain | inject() / setup s | first step s | floor (sync ÷ k) / plain step |",
+    if NATIVE:
+        title = "Keras {keras_version} on {keras_backend} (no TF), backend {backend}".format(**found)
+    else:
+        title = "TF {tensorflow} ({keras} {keras_version}), {mode} mode, backend {backend}".format(
+            **found)
+    if ARGS.jit_compile:
+        title += ", jit_compile={}".format(ARGS.jit_compile)
+    if ARGS.strategy:
+        title += ", MirroredStrategy (2 logical CPUs)"
+    if ARGS.label:
+        title += ", " + ARGS.label
+    # Other processes share this machine: the 1-minute load average before and after says
+    # how busy it was (ratios are paired in time, absolute ms are not comparable across runs).
+    load_before = os.getloadavg()[0]
+    lines = ["| model | plain ms/step | variant | ratio to plain | inject() / setup s | first step s | floor (sync ÷ k) / plain step |",
              "|---|---|---|---|---|---|---|"]
     notes = []
     for model_name in ARGS.models.split(","):
@@ -336,6 +445,12 @@ def main():
                 model_name, plain * 1e3, variant, ratio[variant],
                 "{:.3f}".format(setup[variant]) if setup.get(variant) is not None else "–",
                 first[variant], "{:.3f}".format(floor / plain) if variant == "plain" else ""))
+    lines = ["### " + title, "",
+             "{} · {} · Python {} · {} rounds of fresh instances x {} repeats (fit over {} steps) · k={} · `{}` · load average {:.1f} before, {:.1f} after".format(
+                 datetime.date.today(), machine(), platform.python_version(), ARGS.rounds, ARGS.repeats,
+                 " / ".join("{} {}".format(m, MODELS[m][2]) for m in ARGS.models.split(",")),
+                 K_STEPS, command_options(), load_before, os.getloadavg()[0]),
+             ""] + lines
     text = "\n".join(lines + [""] + ["- " + note for note in notes]) + "\n"
     print(text)
     if ARGS.out:

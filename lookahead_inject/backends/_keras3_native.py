@@ -23,9 +23,9 @@ variables of the optimizer (``settle``), and a weight without a slow copy yet
 joins: it takes its slow copy at the first step it is trained in.
 
 The per-platform part (``Platform``) decides how a step chooses its branch: JAX
-with ``lax.switch`` inside the traced step (the branch that does not sync passes
-its inputs through), PyTorch in Python from host-side copies of the counter (no
-device-to-host read per step).
+inside the traced step (while loops of 0 or 1 trips, which leave the weights in
+place when they do not run), PyTorch in Python from host-side copies of the counter
+(no device-to-host read per step).
 """
 
 import numpy as np
@@ -38,8 +38,8 @@ from ._wrapped import innermost
 
 STEP, JOINING = ("step",), ("joining",)
 
-#: The branches of a step, by index = 2 * start + sync: start 0 none, 1 the weights
-#: that joined at the optimizer's build, 2 all (the step counter is 0); sync 0 / 1.
+#: What a step starts (``branch``): 0 nothing, 1 the slow copies of the weights that
+#: joined at the optimizer's build, 2 all of them (the step counter is 0).
 START_NONE, START_JOINING, START_ALL = 0, 1, 2
 
 
@@ -211,10 +211,6 @@ class NativeLookahead(object):
                     momentum = list(slots)
             return list(fast), slow, list(momentum), list(slots)
         return run
-
-    def branches(self):
-        return [self.branch(start, sync) for start in (START_NONE, START_JOINING, START_ALL)
-                for sync in (0, 1)]
 
 
 def _dtype(variable):

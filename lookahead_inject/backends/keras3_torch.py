@@ -7,12 +7,13 @@ at every write): no device-to-host read per step, and the steps that do not sync
 run nothing per weight. ``jit_compile=True`` (Keras: ``torch.compile`` of the
 train step) compiles the forward and backward passes; the optimizer's apply with
 the Lookahead sync runs eagerly (``torch.compiler.disable``), where Python can choose.
+The sync itself is done in place with torch's multi-tensor ops (``_sync_in_place``).
 """
 
 import torch
 from keras import ops
 
-from . import _keras3_native
+from . import _keras3_native, _optimizer_state
 from ._keras3_native import START_ALL, START_JOINING, START_NONE
 
 #: No torch.distributed support is tested: one process only (README "Keras 3 on JAX and PyTorch").
@@ -70,16 +71,22 @@ class _Torch(object):
         applied = (int(ops.convert_to_numpy(optimizer.iterations)) != updates_before
                    if counted else True)
         sync = applied and (count + 1) % lookahead.k == 0
-        if start != START_NONE or sync:
-            fast, slow_values, momentum_values, slot_values = lookahead.branch(start, sync)(
+        in_place = sync and _all_float32(weights, slow, momentum, slots)
+        if start != START_NONE or (sync and not in_place):
+            # A start (the slow copies, once), or a sync on other dtypes: the keras.ops rule.
+            fast, slow_values, momentum_values, slot_values = lookahead.branch(
+                start, sync and not in_place)(
                 (before, [w.value for w in weights], [v.value for v in slow],
                  [v.value for v in momentum], [v.value for v in slots]))
             changed = [(slow, slow_values)]
-            if sync:
+            if sync and not in_place:
                 changed += [(weights, fast), (momentum, momentum_values), (slots, slot_values)]
             for variables, values in changed:
                 for variable, value in zip(variables, values):
                     variable.assign(value)
+        if in_place:
+            _sync_in_place(lookahead.alpha, lookahead.optimizer_state, weights, slow, momentum,
+                           slots)
         if applied:
             count += 1
             step.assign(count)
@@ -88,3 +95,32 @@ class _Torch(object):
             joining.assign(0)
         lookahead.host = [count, joins]
         return result
+
+
+def _all_float32(*groups):
+    return all(v.value.dtype == torch.float32 for group in groups for v in group)
+
+
+def _sync_in_place(alpha, optimizer_state, weights, slow, momentum, slots):
+    """The sync of ``_ops_rule`` (pull_together, then reset / pullback) with torch's
+    multi-tensor in-place ops: the same float32 operations in the same order, so the
+    same bits, without the new tensors per weight and the copies of ``assign``, which
+    made a sync of the 1.3 M-parameter MLP ~6x slower (keras.ops + assign: median
+    10 ms, these 1.7 ms; torch 2.13 on a loaded 2-core CPU VM)."""
+    with torch.no_grad():
+        fast, slow = [w.value for w in weights], [v.value for v in slow]
+        pulled = torch._foreach_sub(fast, slow)
+        torch._foreach_mul_(pulled, alpha)
+        torch._foreach_add_(slow, pulled)                   # slow + alpha (fast - slow)
+        torch._foreach_copy_(fast, slow)
+        if not slots:
+            return
+        buffers = [v.value for v in slots]
+        if optimizer_state == _optimizer_state.RESET:
+            torch._foreach_zero_(buffers)
+        elif optimizer_state == _optimizer_state.PULLBACK:
+            cached = [v.value for v in momentum]
+            pulled = torch._foreach_mul(buffers, alpha)
+            torch._foreach_add_(pulled, torch._foreach_mul(cached, 1 - alpha))
+            torch._foreach_copy_(buffers, pulled)
+            torch._foreach_copy_(cached, pulled)
