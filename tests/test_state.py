@@ -9,7 +9,6 @@ import weakref
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import harness
 import reference
@@ -104,15 +103,18 @@ def resume_formats():
     formats = ["h5_and_state_file"]
     if not (harness.KERAS_3 or harness.STANDALONE):     # neither writes TF-format weights
         formats.append("tf_weights")
-    if not harness.GRAPH:
+    if not harness.GRAPH and not harness.KERAS3_WITHOUT_TF:
         formats.append("checkpoint")
+    if harness.KERAS_3:
+        formats.append("keras3_weights_and_state_file")
     return formats
 
 
 def resume_cases():
     for fmt in resume_formats():
-        # .h5 weights hold no optimizer state: there only plain SGD resumes exactly;
-        # TF checkpoints hold Adam's moments and iteration count too.
+        # Keras 2 .h5 weights hold no optimizer state: there only plain SGD resumes
+        # exactly; TF checkpoints and Keras 3's .weights.h5 (into a built optimizer)
+        # hold Adam's moments and iteration count too.
         yield fmt, "sgd" if fmt == "h5_and_state_file" else "adam"
 
 
@@ -209,8 +211,8 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_result():
     harness.assert_trajectories_equal([model.get_weights()], [expected("momentum", 3, 0.5, x, y, steps=9)[-1]])
 
 
-@pytest.mark.skipif(harness.KERAS_3, reason="Keras 3 (TF 2.16+) writes no TF-format "
-                    "save_weights; its tf.train.Checkpoint resume is tested above")
+@pytest.mark.skipif(harness.KERAS_3, reason="Keras 3 (any backend) writes no TF-format "
+                    "save_weights; its resumes are tested above")
 def test_checkpoint_from_before_training_restarts_lookahead_from_its_weights(tmp_path):
     harness.skip_standalone("saves weights to HDF5 only, which hold no Lookahead step")
     # Restoring a checkpoint saved before the first step puts the step back to 0:
