@@ -23,8 +23,8 @@ except ImportError:
     HAVE_DEMO_EXTRA = False
 
 needs_demo_extra = pytest.mark.skipif(
-    not HAVE_DEMO_EXTRA, reason="scikit-learn / matplotlib are installed only in the TF 2.15 "
-                                "and TF 2.21 Keras 3 tox envs (Python 3.11)")
+    not HAVE_DEMO_EXTRA, reason="scikit-learn / matplotlib are installed only in the TF 2.15, "
+                                "the TF 2.21 Keras 3 and the Keras 3 JAX / PyTorch tox envs")
 # The selftest starts its own graph and eager processes: once per env is enough.
 once_per_env = pytest.mark.skipif(
     harness.GRAPH and harness.ENVIRONMENT.tf_version.major >= 2,
@@ -63,12 +63,15 @@ def test_demo_prints_the_table_and_writes_the_plot(tmp_path):
     assert code == 0
     rows = [l for l in out.splitlines() if l.strip().startswith(("0.1 |", "1.0 |"))]
     assert len(rows) == 2 and all(l.count("±") == 4 for l in rows)
+    if harness.KERAS3_WITHOUT_TF:
+        assert "{}, no TensorFlow".format(lookahead_inject.detect()["keras_label"]) in out
     with open(plot, "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(plot) > 20000
 
 
-@pytest.mark.skipif(HAVE_DEMO_EXTRA, reason="scikit-learn is installed here (TF 2.15 / 2.21 envs)")
+@pytest.mark.skipif(HAVE_DEMO_EXTRA, reason="scikit-learn is installed here (the demo extra's "
+                                             "tox envs)")
 def test_demo_without_scikit_learn_says_how_to_install_it():
     code, out = run_cli("demo", "--epochs", "1")
     # the form that works from a clone; "lookahead_inject" is on no package index
