@@ -178,7 +178,7 @@ def _slots(model, trained=None):
         return [v for prefix in prefixes for v in model.optimizer.variables
                 if v.name.startswith(prefix)]
     from lookahead_inject.backends import _optimizer_state
-    return [s for slots in _optimizer_state._slots(model.optimizer, trained) for s in slots]
+    return [s for slots in _optimizer_state.slots_of(model.optimizer, trained) for s in slots]
 
 
 def resume_formats():

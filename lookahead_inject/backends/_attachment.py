@@ -3,10 +3,6 @@ along in checkpoints."""
 
 import contextlib
 
-import tensorflow as tf
-
-from ._sync import pull_together
-
 #: Name of the Lookahead state in the model's TF-format checkpoints.
 CHECKPOINT_NAME = "lookahead_inject"
 
@@ -19,19 +15,25 @@ class Attachment(object):
     variables the way this TF version wants; ``run(build)`` runs the ops that
     ``build()`` makes, now; ``detach()`` restores the model's own training;
     ``state_written()`` is told when the state was set from outside (the step
-    may be 0 again, so the slow weights are to be taken again).
+    may be 0 again, so the slow weights are to be taken again); ``sync_now()``
+    runs the in-step sync's rule now (None: the TF rule of ``_sync``, through ``run``).
     """
 
-    def __init__(self, model, variables, read, write, run, detach, state_written=lambda: None):
+    def __init__(self, model, variables, read, write, run, detach, state_written=lambda: None,
+                 sync_now=None):
         self.model, self.variables = model, variables
         self.read, self.write, self.run = read, write, run
         self.detach, self.state_written = detach, state_written
+        self._sync_now = sync_now
 
     def trainable_weights(self):
         return trainable_weights(self.model)
 
     def sync_now(self):
         """The in-step sync's ``pull_together``, run now on the weights training trains."""
+        if self._sync_now is not None:
+            return self._sync_now()
+        from ._sync import pull_together     # TF: not imported by the Keras 3 JAX / torch backends
         trained = self.variables.trained
         pairs = self.variables.pairs(trained)
         self.run(("sync",) + tuple(id(w) for w in trained),
@@ -55,6 +57,7 @@ class Checkpointed(object):
     """
 
     def __init__(self, model, step):
+        import tensorflow as tf
         self.model = model
         self.holder = tf.Module(name=CHECKPOINT_NAME)
         self.holder.step = step
@@ -78,6 +81,7 @@ class Checkpointed(object):
         self.model._track_trackable(self.holder, name=CHECKPOINT_NAME, overwrite=True)
 
     def untrack(self):
+        import tensorflow as tf
         self.model._track_trackable(tf.Module(name=CHECKPOINT_NAME), name=CHECKPOINT_NAME,
                                     overwrite=True)
 

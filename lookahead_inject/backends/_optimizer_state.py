@@ -26,14 +26,12 @@ pullback
 
 The ops are built inside the sync branch, so the steps that do not sync run
 none of them. The slots are found through each Keras version's optimizer API
-(see ``_slots``), never by variable name.
+(see ``slots_of``), never by variable name.
 """
-
-import tensorflow as tf
 
 from ..errors import OptimizerStateError
 from . import _horovod
-from ._loss_scale import innermost
+from ._wrapped import innermost
 
 KEEP, RESET, PULLBACK = "keep", "reset", "pullback"
 OPTIONS = (KEEP, RESET, PULLBACK)
@@ -88,8 +86,10 @@ def sync_ops(option, optimizer, trained, alpha, cache=()):
     """
     if option == KEEP:
         return []
+    import tensorflow as tf      # the TF backends' vocabulary; Keras 3 on JAX / torch: _ops_rule
     optimizer = innermost(optimizer)
-    slots = _slots(optimizer, trained)
+    slots = [[_tf_variable(slot) for slot in weight_slots]
+             for weight_slots in slots_of(optimizer, trained)]
     if option == RESET:
         return [slot.assign(tf.zeros(slot.shape, slot.dtype.base_dtype))
                 for weight_slots in slots for slot in weight_slots]
@@ -135,8 +135,8 @@ def _has_slot_api(optimizer):
     return hasattr(optimizer, "get_slot_names") or hasattr(optimizer, "_var_key")
 
 
-def _slots(optimizer, trained):
-    """Per trained weight, the list of its slot variables (as tf.Variables)."""
+def slots_of(optimizer, trained):
+    """Per trained weight, the list of its slot variables (Keras 3: KerasVariables)."""
     if hasattr(optimizer, "get_slot_names"):
         # Keras 2 OptimizerV2 (TF 1.14 - 2.10 default, `legacy` from 2.11, tf-keras
         # legacy): public get_slot_names / get_slot. get_slot raises KeyError for a
@@ -180,10 +180,11 @@ def _slots(optimizer, trained):
         except KeyError:          # a weight this optimizer was not built on has no state
             out.append([])
             continue
-        out.append([_tf_variable(lst[i]) for lst in lists if lst[i] is not None])
+        out.append([lst[i] for lst in lists if lst[i] is not None])
     return out
 
 
 def _tf_variable(variable):
     # Keras 3 slots are KerasVariables; the TF ops need the tf.Variable behind them.
+    import tensorflow as tf
     return variable if isinstance(variable, tf.Variable) else variable.value

@@ -1,0 +1,343 @@
+"""What the Keras 3 backends without TensorFlow (JAX, PyTorch) share: Lookahead kept
+in the optimizer's own variables, updated inside its ``apply``.
+
+On JAX the training step is a pure function of its state: Keras threads the
+model's and the optimizer's variables through it (``stateless_apply``) and writes
+them back only when asked (``jax_state_sync``). A variable outside that state would
+be read once at trace time and its updates dropped. So the slow weights, the step
+counter and the "joining" flag are variables of the optimizer that takes the step
+(the inner one of a LossScaleOptimizer), added with ``add_variable_from_reference``
+/ ``add_variable`` when it is built, and every training path (fit, train_on_batch,
+a custom ``train_step`` calling ``apply`` or ``stateless_apply``) goes through its
+``apply``, which this module wraps. PyTorch's variables are stateful, but the same
+place works there and keeps one design.
+
+The optimizer's file sections (``.keras``, ``.weights.h5``) leave these variables
+out, so files written with and without Lookahead load into each other with the
+optimizer's own state (Keras skips all of it, with only a warning, when the
+variable counts differ). The Lookahead state travels in ``la.save``.
+
+Before the optimizer is built, and between a ``compile()`` and the new
+optimizer's build, the values wait in ``Holder``s; each build moves them into
+variables of the optimizer (``settle``), and a weight without a slow copy yet
+joins: it takes its slow copy at the first step it is trained in.
+
+The per-platform part (``Platform``) decides how a step chooses its branch: JAX
+with ``lax.switch`` inside the traced step (the branch that does not sync passes
+its inputs through), PyTorch in Python from host-side copies of the counter (no
+device-to-host read per step).
+"""
+
+import numpy as np
+from keras import ops
+
+from ..errors import ModelNotReadyError
+from . import _ops_rule, _optimizer_state
+from ._attachment import Attachment, all_or_nothing, trainable_weights
+from ._wrapped import innermost
+
+STEP, JOINING = ("step",), ("joining",)
+
+#: The branches of a step, by index = 2 * start + sync: start 0 none, 1 the weights
+#: that joined at the optimizer's build, 2 all (the step counter is 0); sync 0 / 1.
+START_NONE, START_JOINING, START_ALL = 0, 1, 2
+
+
+class Holder(object):
+    """A value kept in Python while no optimizer variable holds it."""
+
+    def __init__(self, value):
+        self.value = np.asarray(value)
+
+
+class NativeLookahead(object):
+    """One model's Lookahead on Keras 3 / JAX or PyTorch (what ``lookahead.py`` reads
+    through the ``Attachment``: ``step``, ``trained``, ``slow_for``, ``momentum_for``,
+    ``mark_trained``, ``alpha``)."""
+
+    def __init__(self, model, k, alpha, optimizer_state, platform):
+        self.model, self.k, self.alpha = model, k, alpha
+        self.optimizer_state, self.platform = optimizer_state, platform
+        self._holders = {STEP: Holder(np.int32(0)), JOINING: Holder(np.int32(0))}
+        #: The weights the settled optimizer trains, in its order.
+        self.trained = []
+        self.optimizer = None      # the optimizer whose variables hold the state
+        self._joining = ()         # positions in `trained` of the weights that joined
+        self._ours = []            # the variables added to `optimizer`
+
+    # -- what lookahead.py reads -----------------------------------------------
+
+    @property
+    def step(self):
+        return self._holders[STEP]
+
+    def slow_for(self, weight):
+        return self._holder(("slow", id(weight)), weight)
+
+    def momentum_for(self, weight):
+        return self._holder(("momentum", id(weight)), weight)
+
+    def _holder(self, key, weight):
+        if key not in self._holders:
+            self._holders[key] = Holder(np.zeros(tuple(weight.shape), _dtype(weight)))
+        return self._holders[key]
+
+    def mark_trained(self, weights):
+        """``weights`` hold valid slow copies (set from outside): none joins any more."""
+        for weight in weights:
+            self.slow_for(weight)
+        self.write([self._holders[JOINING]], [np.int32(0)])
+
+    # -- values now ------------------------------------------------------------
+
+    def read(self, holders):
+        self.platform.sync_state(self.model)
+        return [np.array(h.value) if isinstance(h, Holder) else np.array(h.numpy())
+                for h in holders]
+
+    def write(self, holders, values):
+        self.platform.sync_state(self.model)
+        for holder, value in zip(holders, values):
+            if isinstance(holder, Holder):
+                holder.value = np.asarray(value)
+            else:
+                holder.assign(np.asarray(value, _dtype(holder)))
+        self.platform.written(self)
+
+    def sync_now(self):
+        """``Lookahead.sync()``: the in-step rule (``_ops_rule.pull_together``), now."""
+        weights = self.trained
+        slow = [self.slow_for(w) for w in weights]
+        values = [ops.convert_to_tensor(v) for v in self.read(weights + slow)]
+        pulled = _ops_rule.pull_together(values[:len(weights)], values[len(weights):], self.alpha)
+        pulled = [np.asarray(ops.convert_to_numpy(p)) for p in pulled]
+        self.write(weights + slow, pulled + pulled)
+
+    # -- the optimizer's variables ---------------------------------------------
+
+    def settle(self, optimizer):
+        """Move the state into variables of the built ``optimizer`` (the innermost one)."""
+        if self.optimizer is optimizer:
+            return
+        self.unsettle()
+        weights = list(optimizer._trainable_variables)
+        if not weights:
+            raise ModelNotReadyError(
+                "The model has no trainable weights once built, so Lookahead has nothing "
+                "to do. Make at least one layer trainable and compile again, or call "
+                "la.remove() to train without Lookahead.")
+        joining = [i for i, w in enumerate(weights) if ("slow", id(w)) not in self._holders]
+        keys = [STEP, JOINING] + [("slow", id(w)) for w in weights]
+        sources = [None, None] + list(weights)
+        if self.optimizer_state == _optimizer_state.PULLBACK:
+            keys += [("momentum", id(w)) for w in weights]
+            sources += list(weights)
+        for key, weight in zip(keys, sources):
+            if weight is not None:
+                self._holder(key, weight)
+        values = [self._holders[key].value for key in keys]
+        step = int(values[0])
+        # Weights that join after the first step take their slow copies at the next
+        # step (at step 0 every weight takes its copy anyway).
+        values[1] = np.int32(1 if joining and step else 0)
+        made = [optimizer.add_variable((), initializer="zeros", dtype="int32",
+                                       name="lookahead_step"),
+                optimizer.add_variable((), initializer="zeros", dtype="int32",
+                                       name="lookahead_joining")]
+        made += [optimizer.add_variable_from_reference(
+            w, name="lookahead_" + key[0]) for key, w in zip(keys[2:], sources[2:])]
+        for variable, value in zip(made, values):
+            variable.assign(np.asarray(value, _dtype(variable)))
+        for key, variable in zip(keys, made):
+            self._holders[key] = variable
+        self.optimizer, self.trained, self._joining = optimizer, weights, tuple(joining)
+        self._ours = made
+        self.platform.written(self)
+
+    def unsettle(self):
+        """Take the state out of the optimizer's variables (a new optimizer comes, or
+        Lookahead is removed), into ``Holder``s."""
+        if self.optimizer is None:
+            return
+        self.platform.sync_state(self.model)
+        ours = set(id(v) for v in self._ours)
+        for key, holder in list(self._holders.items()):
+            if id(holder) in ours:
+                self._holders[key] = Holder(np.array(holder.numpy()))
+        # Keras 3 keeps an optimizer's variables in the plain list its tracker fills.
+        self.optimizer._variables[:] = [v for v in self.optimizer._variables
+                                        if id(v) not in ours]
+        self.optimizer, self._ours = None, []
+
+    def own_variables(self, optimizer):
+        ours = set(id(v) for v in self._ours)
+        return [v for v in optimizer.variables if id(v) not in ours]
+
+    # -- the training step -----------------------------------------------------
+
+    def variables_in_step(self):
+        """(weights, slow, momentum copies, optimizer slots, step, joining) variables."""
+        weights = self.trained
+        slow = [self._holders[("slow", id(w))] for w in weights]
+        momentum, slots = [], []
+        if self.optimizer_state == _optimizer_state.PULLBACK:
+            momentum = [self._holders[("momentum", id(w))] for w in weights]
+            slots = [s for ws in _optimizer_state.slots_of(self.optimizer, weights) for s in ws]
+        elif self.optimizer_state == _optimizer_state.RESET:
+            slots = [s for ws in _optimizer_state.slots_of(self.optimizer, weights) for s in ws]
+        return weights, slow, momentum, slots, self._holders[STEP], self._holders[JOINING]
+
+    def branch(self, start, sync):
+        """The step's work for one (start, sync) choice, as a function of values:
+        (fast before the update, fast after, slow, momentum copies, slots) ->
+        (fast, slow, momentum copies, slots)."""
+        joining, alpha, option = set(self._joining), self.alpha, self.optimizer_state
+
+        def run(operands):
+            before, fast, slow, momentum, slots = operands
+            if start == START_ALL:
+                slow = list(before)
+            elif start == START_JOINING:
+                slow = [before[i] if i in joining else s for i, s in enumerate(slow)]
+            else:
+                slow = list(slow)
+            if sync:
+                fast = _ops_rule.pull_together(fast, slow, alpha)
+                slow = list(fast)
+                if option == _optimizer_state.RESET:
+                    slots = _ops_rule.reset(slots)
+                elif option == _optimizer_state.PULLBACK:
+                    slots = _ops_rule.pullback(slots, momentum, alpha)
+                    momentum = list(slots)
+            return list(fast), slow, list(momentum), list(slots)
+        return run
+
+    def branches(self):
+        return [self.branch(start, sync) for start in (START_NONE, START_JOINING, START_ALL)
+                for sync in (0, 1)]
+
+
+def _dtype(variable):
+    dtype = variable.dtype
+    return np.dtype(dtype if isinstance(dtype, str) else getattr(dtype, "name", str(dtype)))
+
+
+def check(model):
+    target = innermost(model.optimizer)
+    if "apply" in vars(target):
+        raise ModelNotReadyError(
+            "The optimizer {!r} already drives another model's Lookahead. Each "
+            "model needs its own optimizer: compile this one with a new "
+            "optimizer instance.".format(getattr(target, "name", type(target).__name__)))
+
+
+def attach(model, k, alpha, optimizer_state, platform):
+    """Hook the model's optimizer (and each one a later ``compile()`` brings); all or
+    nothing."""
+    _optimizer_state.check(model.optimizer, optimizer_state)
+    lookahead = NativeLookahead(model, k, alpha, optimizer_state, platform)
+    with all_or_nothing() as undo:
+        hooks = _Hooks(model, lookahead, platform)
+        hooks.hook()
+        undo.add(hooks.unhook)
+        original_compile = model.compile
+
+        def compile_keeping_lookahead(*args, **kwargs):
+            # compile() may bring a new optimizer: the state moves to it at its build.
+            hooks.unhook()
+            try:
+                original_compile(*args, **kwargs)
+            finally:
+                hooks.hook()
+                platform.retrace(model)
+
+        compile_keeping_lookahead.__doc__ = original_compile.__doc__
+        undo.set_attribute(model, "compile", compile_keeping_lookahead)
+        undo.add(lambda: platform.retrace(model))
+        platform.retrace(model)
+        attachment = Attachment(model, lookahead, read=lookahead.read, write=lookahead.write,
+                                run=None, detach=undo.run, state_written=lambda: None,
+                                sync_now=lookahead.sync_now)
+    return attachment
+
+
+class _Hooks(object):
+    """The instance attributes set on the model's optimizers: ``apply``, ``build`` and
+    the file sections (``save_own_variables`` / ``load_own_variables``)."""
+
+    def __init__(self, model, lookahead, platform):
+        self.model, self.lookahead, self.platform = model, lookahead, platform
+        self.set = []      # (object, attribute name)
+
+    def hook(self):
+        optimizer = self.model.optimizer
+        check(self.model)
+        _optimizer_state.check(optimizer, self.lookahead.optimizer_state)
+        target = innermost(optimizer)
+        lookahead, platform = self.lookahead, self.platform
+        original_build, original_apply = target.build, target.apply
+
+        def build_with_lookahead(variables):
+            original_build(variables)
+            lookahead.settle(target)
+
+        def apply_with_lookahead(grads, trainable_variables=None):
+            if not target.built:
+                # A custom loop's first apply(grads, variables) builds the optimizer:
+                # built here, so the state is settled before the step reads it.
+                target.build(list(trainable_variables))
+            return platform.step(lookahead, target, original_apply, grads, trainable_variables)
+
+        self._set(target, "build", build_with_lookahead)
+        self._set(target, "apply", platform.wrap_step(apply_with_lookahead))
+        for wrapper in _chain(optimizer):
+            self._set(wrapper, "save_own_variables", _saver(lookahead, wrapper))
+            self._set(wrapper, "load_own_variables", _loader(lookahead, wrapper))
+        if target.built:
+            lookahead.settle(target)
+
+    def _set(self, owner, name, value):
+        setattr(owner, name, value)
+        self.set.append((owner, name))
+
+    def unhook(self):
+        self.lookahead.unsettle()
+        while self.set:
+            owner, name = self.set.pop()
+            if name in vars(owner):
+                delattr(owner, name)
+
+
+def _chain(optimizer):
+    """The optimizer and every one it wraps (each saves its own file section)."""
+    chain = [optimizer]
+    while getattr(chain[-1], "inner_optimizer", None) is not None:
+        chain.append(chain[-1].inner_optimizer)
+    return chain
+
+
+def _saver(lookahead, optimizer):
+    def save_own_variables(store):
+        # As Keras 3's Optimizer.save_own_variables, without the Lookahead variables.
+        for i, variable in enumerate(lookahead.own_variables(optimizer)):
+            store[str(i)] = variable.numpy()
+    return save_own_variables
+
+
+def _loader(lookahead, optimizer):
+    def load_own_variables(store):
+        import warnings
+        own = lookahead.own_variables(optimizer)
+        if len(store.keys()) != len(own):
+            # Keras 3's own words for a mismatch that is not Lookahead's doing.
+            warnings.warn(
+                "Skipping variable loading for optimizer '{}', because it has {} variables "
+                "whereas the saved optimizer has {} variables.".format(
+                    optimizer.name, len(own), len(store.keys())), stacklevel=2)
+            return
+        for i, variable in enumerate(own):
+            variable.assign(store[str(i)])
+    return load_own_variables
+
+
+__all__ = ["attach", "check", "NativeLookahead", "trainable_weights"]
