@@ -38,8 +38,12 @@ def info(args, echo=print):
     if found["tensorflow"] is not None:
         _standalone_keras(environment, echo)
         echo("tf.distribute  {}".format(found["distribute"]))
-    echo("state rides in {}".format("; ".join(found["checkpoints"])))
-    echo("               and la.save(path) / la.load(path) everywhere")
+    if found["checkpoints"]:
+        echo("state rides in {}".format("; ".join(found["checkpoints"])))
+        echo("               and la.save(path) / la.load(path) everywhere")
+    else:
+        # Keras 3 on JAX / PyTorch: its .keras / .weights.h5 files leave the state out.
+        echo("state rides in la.save(path) / la.load(path) (no model file carries it here)")
     echo("supported:\n" + supported_summary())
     return 0
 
