@@ -403,15 +403,12 @@ def constant(value, dtype=None):
 def custom_train_step_model(layers_):
     """A Sequential of ``layers_`` whose own train_step computes MSE's gradients and calls
     the optimizer itself, the way each backend's Keras guide writes it."""
-    if KERAS_BACKEND == "jax":
-        return _JaxOwnStep(layers_)
-    if KERAS_BACKEND == "torch":
-        return _TorchOwnStep(layers_)
-    return _TfOwnStep(layers_)
+    # One class name for all: the model's name (and a TF name scope) derives from it.
+    return OwnStep(layers_)
 
 
 if tf is not None:
-    class _TfOwnStep(keras.Sequential):
+    class OwnStep(keras.Sequential):
         def train_step(self, data):
             x, y = data
             with tf.GradientTape() as tape:
@@ -420,7 +417,7 @@ if tf is not None:
             self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
             return {"loss": loss}
 elif KERAS_BACKEND == "jax":
-    class _JaxOwnStep(keras.Sequential):
+    class OwnStep(keras.Sequential):
         # JAX: a stateless step; the state goes in and out, the optimizer's through
         # stateless_apply (Keras 3's "custom train_step in JAX" guide).
         def train_step(self, state, data):
@@ -439,7 +436,7 @@ elif KERAS_BACKEND == "jax":
             return {"loss": loss}, (trainable, non_trainable, optimizer_variables,
                                     metrics_variables)
 elif KERAS_BACKEND == "torch":
-    class _TorchOwnStep(keras.Sequential):
+    class OwnStep(keras.Sequential):
         # PyTorch: loss.backward() fills each weight's .grad (Keras 3's "custom
         # train_step in PyTorch" guide).
         def train_step(self, data):
