@@ -253,10 +253,9 @@ class Lookahead(object):
         if at not in ("epoch", "fit"):
             raise InvalidArgumentError(
                 "sync_callback(at={!r}): at is 'epoch' or 'fit'.".format(at))
-        import tensorflow as tf
         lookahead = self
 
-        class LookaheadSync(tf.keras.callbacks.Callback):
+        class LookaheadSync(_callback_base(self.model)):
             def on_epoch_end(self, epoch, logs=None):
                 if at == "epoch":
                     lookahead.sync()
@@ -277,6 +276,16 @@ class Lookahead(object):
         where = "model {!r} via {}".format(self.model.name, self.backend) if self.model else "not injected"
         return "Lookahead(k={}, alpha={}, optimizer_state={!r}; {})".format(
             self.k, self.alpha, self.optimizer_state, where)
+
+
+def _callback_base(model):
+    """Keras' Callback class for ``model``: ``keras.callbacks`` on Keras 3 without
+    TensorFlow (JAX, PyTorch), ``tf.keras.callbacks`` everywhere else."""
+    if detect_environment(model).tf_version is None:
+        import keras
+        return keras.callbacks.Callback
+    import tensorflow as tf
+    return tf.keras.callbacks.Callback
 
 
 def _weight_name(variable):

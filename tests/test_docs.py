@@ -15,7 +15,7 @@ import pytest
 import harness
 import lookahead_inject.errors
 import lookahead_inject.lookahead
-from lookahead_inject import dispatch
+from lookahead_inject import dispatch, environment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
@@ -29,14 +29,32 @@ eager_or_tf1 = pytest.mark.skipif(
 
 
 LEGACY = "# legacy:"
+NATIVE = "# Keras 3 on JAX or PyTorch:"
 
 
-def readme_blocks(language, legacy=False):
+def readme_blocks(language, legacy=False, native=False):
     """README's ``language`` blocks; the python ones for standalone Keras (first line
-    "# legacy: ...") only with ``legacy``, all others only without."""
+    "# legacy: ...") only with ``legacy``, those for Keras 3 on JAX / PyTorch (first line
+    NATIVE) only with ``native``, all others only without."""
     with open(README) as handle:
         blocks = re.findall(r"```{}\n(.*?)```".format(language), handle.read(), re.S)
-    return [b for b in blocks if b.startswith(LEGACY) == legacy]
+    return [b for b in blocks
+            if b.startswith(LEGACY) == legacy and b.startswith(NATIVE) == native]
+
+
+def test_readme_native_block_runs(tmp_path):
+    if harness.ENVIRONMENT.keras not in (environment.KERAS_3_JAX, environment.KERAS_3_TORCH):
+        pytest.skip("{}: README's Keras 3 on JAX / PyTorch block runs in the py311-keras3-jax "
+                    "and -torch envs".format(harness.ENVIRONMENT.describe()))
+    blocks = readme_blocks("python", native=True)
+    assert len(blocks) == 1
+    script = tmp_path / "native_block.py"
+    script.write_text(blocks[0] + "\nassert la.step == 16, la.step\nprint('NATIVE BLOCK OK', "
+                      "keras.backend.backend())\n")
+    out = subprocess.run([sys.executable, str(script)], cwd=str(tmp_path), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "NATIVE BLOCK OK " + harness.ENVIRONMENT.keras_backend in out.stdout
 
 
 @pytest.mark.skipif(harness.GRAPH, reason="graph mode (TF 1.x; TF 2.x with eager disabled): the "

@@ -20,9 +20,11 @@ def test_sparse_gradients_of_an_embedding(opt, execution):
     def build():
         model = harness.keras.Sequential([layers.Embedding(20, 4, input_length=5),
                                      layers.Flatten(), layers.Dense(1)])
+        # Built before compile: TF 2.2's Sequential.build after compile forgets the compile
+        # ("You must compile your model"), with or without Lookahead.
+        model.build((None, 5))
         model.compile(optimizer=harness.optimizer(harness.twin_safe(opt)), loss="mse",
                       **harness.compile_kwargs(execution))
-        model.build((None, 5))
         return model
     steps = [lambda m, i=i: m.train_on_batch(ids[i:i + 16], y[i:i + 16]) for i in (0, 16, 32) * 3]
     assert_matches_hand_lookahead(build, steps, k=4, alpha=0.5)

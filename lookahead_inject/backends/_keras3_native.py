@@ -92,7 +92,7 @@ class NativeLookahead(object):
 
     def read(self, holders):
         self.platform.sync_state(self.model)
-        return [np.array(h.value) if isinstance(h, Holder) else np.array(h.numpy())
+        return [np.array(h.value) if isinstance(h, Holder) else self.platform.to_numpy(h.value)
                 for h in holders]
 
     def write(self, holders, values):
@@ -110,7 +110,7 @@ class NativeLookahead(object):
         slow = [self.slow_for(w) for w in weights]
         values = [ops.convert_to_tensor(v) for v in self.read(weights + slow)]
         pulled = _ops_rule.pull_together(values[:len(weights)], values[len(weights):], self.alpha)
-        pulled = [np.asarray(ops.convert_to_numpy(p)) for p in pulled]
+        pulled = [self.platform.to_numpy(p) for p in pulled]
         self.write(weights + slow, pulled + pulled)
 
     # -- the optimizer's variables ---------------------------------------------
@@ -163,7 +163,7 @@ class NativeLookahead(object):
         ours = set(id(v) for v in self._ours)
         for key, holder in list(self._holders.items()):
             if id(holder) in ours:
-                self._holders[key] = Holder(np.array(holder.numpy()))
+                self._holders[key] = Holder(self.platform.to_numpy(holder.value))
         # Keras 3 keeps an optimizer's variables in the plain list its tracker fills.
         self.optimizer._variables[:] = [v for v in self.optimizer._variables
                                         if id(v) not in ours]
@@ -238,8 +238,9 @@ def attach(model, k, alpha, optimizer_state, platform):
     lookahead = NativeLookahead(model, k, alpha, optimizer_state, platform)
     with all_or_nothing() as undo:
         hooks = _Hooks(model, lookahead, platform)
-        hooks.hook()
+        # Before hook(): what it set before failing is taken back too.
         undo.add(hooks.unhook)
+        hooks.hook()
         original_compile = model.compile
 
         def compile_keeping_lookahead(*args, **kwargs):

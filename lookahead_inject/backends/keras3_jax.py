@@ -7,6 +7,7 @@ pass their inputs through, so a step that does not sync runs no per-weight work.
 """
 
 import jax
+import numpy as np
 from keras import ops
 
 from . import _keras3_native
@@ -42,6 +43,10 @@ class _Jax(object):
     @staticmethod
     def written(lookahead):
         pass
+
+    @staticmethod
+    def to_numpy(array):
+        return np.array(array)
 
     @staticmethod
     def retrace(model):

@@ -42,6 +42,12 @@ class _Torch(object):
         lookahead.host = [int(step), int(joining)]
 
     @staticmethod
+    def to_numpy(tensor):
+        # Not np.array(tensor) nor keras.ops.convert_to_numpy: with numpy 2, torch 2.13's
+        # __array__ (no `copy` argument) warns on every read.
+        return tensor.detach().cpu().numpy().copy()
+
+    @staticmethod
     def retrace(model):
         model.train_function = None
 
