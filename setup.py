@@ -13,15 +13,19 @@ setup(
     name="lookahead_inject",
     version=VERSION,
     description="Lookahead (k steps forward, 1 step back) for an already compiled Keras model, "
-                "on TF 1.14 through TF 2.x with Keras 3",
+                "on TF 1.14 through TF 2.x with Keras 3, and on Keras 3 with JAX or PyTorch",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["lookahead_inject", "lookahead_inject.*"]),
     python_requires=">=3.7",
-    # TensorFlow is the user's own pin: it is never pulled in by a plain install.
+    # TensorFlow (or Keras 3's JAX / PyTorch) is the user's own pin: never pulled in by a
+    # plain install.
     install_requires=["packaging"],
     extras_require={
         "tensorflow": ["tensorflow"],
+        # Keras 3 without TensorFlow: the dispatch rows keras3_jax / keras3_torch start at 3.15
+        "jax": ["keras>=3.15", "jax"],
+        "torch": ["keras>=3.15", "torch"],
         "demo": ["scikit-learn", "matplotlib"],
         "test": ["pytest"],
     },

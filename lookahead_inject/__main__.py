@@ -26,14 +26,24 @@ def info(args, echo=print):
     except LookaheadError as error:
         explain(error, echo)
         return 1
-    echo("tensorflow     {}".format(found["tensorflow"]))
-    echo("keras          {}  (tf.keras)".format(found["keras_label"]))
+    if found["tensorflow"] is None:
+        # Keras 3 on JAX / PyTorch: TensorFlow, installed or not, plays no part.
+        echo("tensorflow     not used (Keras 3 runs on {})".format(found["keras_backend"]))
+        echo("keras          {}  (import keras)".format(found["keras_label"]))
+    else:
+        echo("tensorflow     {}".format(found["tensorflow"]))
+        echo("keras          {}  (tf.keras)".format(found["keras_label"]))
     echo("mode           {}".format(found["mode"]))
     echo("backend        {}  ({})".format(found["backend"], why(environment, found["backend"])))
-    _standalone_keras(environment, echo)
-    echo("tf.distribute  {}".format(found["distribute"]))
-    echo("state rides in {}".format("; ".join(found["checkpoints"])))
-    echo("               and la.save(path) / la.load(path) everywhere")
+    if found["tensorflow"] is not None:
+        _standalone_keras(environment, echo)
+        echo("tf.distribute  {}".format(found["distribute"]))
+    if found["checkpoints"]:
+        echo("state rides in {}".format("; ".join(found["checkpoints"])))
+        echo("               and la.save(path) / la.load(path) everywhere")
+    else:
+        # Keras 3 on JAX / PyTorch: its .keras / .weights.h5 files leave the state out.
+        echo("state rides in la.save(path) / la.load(path) (no model file carries it here)")
     echo("supported:\n" + supported_summary())
     return 0
 
@@ -84,16 +94,17 @@ def parser():
     top = argparse.ArgumentParser(prog="lookahead-inject",
                                   description="Lookahead for compiled Keras models.")
     commands = top.add_subparsers(dest="command")
-    commands.add_parser("info", help="the TF and Keras found, the backend inject picks and why")
+    commands.add_parser("info", help="the TF (or Keras 3 backend) and Keras found, the backend "
+                                     "inject picks and why")
     demo_parser = commands.add_parser(
         "demo",
         help="train a digits classifier with SGD and with SGD + Lookahead over "
              "learning rates and seeds; print the table, optionally plot it",
         description="Train an MLP on scikit-learn's digits with SGD and with SGD + "
                     "Lookahead, for each learning rate and seed; print final training loss "
-                    "and test accuracy (mean ± std over seeds). Needs TensorFlow and "
-                    "scikit-learn (matplotlib for --plot): from a clone, "
-                    "pip install \".[demo]\" tensorflow")
+                    "and test accuracy (mean ± std over seeds). Needs TensorFlow (or Keras 3 "
+                    "on JAX / PyTorch) and scikit-learn (matplotlib for --plot): from a "
+                    "clone, pip install \".[demo]\" tensorflow")
     demo_parser.add_argument("--epochs", type=int, default=10, help="epochs per training run (default: %(default)s)")
     demo_parser.add_argument("--seeds", type=int, default=3,
                              help="training runs per learning rate and optimizer, seeds 0, 1, ... "
@@ -116,7 +127,8 @@ def parser():
                                   "plot to this file (matplotlib)")
     demo_parser.add_argument("--verbose", action="store_true", help="show Keras' progress bars")
     commands.add_parser("selftest", help="check Lookahead against numpy in every mode of the "
-                                         "installed TF; non-zero exit on a mismatch")
+                                         "installed TF (or Keras 3 on JAX / PyTorch); non-zero "
+                                         "exit on a mismatch")
     return top
 
 

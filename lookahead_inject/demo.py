@@ -40,32 +40,42 @@ def _digits(seed=0):
     return (x[:split], y[:split]), (x[split:], y[split:])
 
 
-def _model(tf, learning_rate, seed, momentum=0.0):
-    if hasattr(tf.keras.utils, "set_random_seed"):
-        tf.keras.utils.set_random_seed(seed)
+def _keras(found):
+    """(keras, tf): tf.keras and TensorFlow, or Keras 3 itself and None when it runs on
+    JAX / PyTorch (where TensorFlow, installed or not, plays no part)."""
+    if found["tensorflow"] is None:
+        import keras
+        return keras, None
+    import tensorflow as tf
+    return tf.keras, tf
+
+
+def _model(keras, tf, learning_rate, seed, momentum=0.0):
+    if hasattr(keras.utils, "set_random_seed"):
+        keras.utils.set_random_seed(seed)
     else:                                                   # TF < 2.7
         np.random.seed(seed)
         (tf.random.set_seed if hasattr(tf.random, "set_seed") else tf.compat.v1.set_random_seed)(seed)
     with warnings.catch_warnings():
         # Keras 3 prefers an Input layer; input_shape= is the form every TF 1.14 - 2.21 takes.
         warnings.filterwarnings("ignore", message="Do not pass an `input_shape`")
-        model = tf.keras.Sequential([
-            tf.keras.layers.Dense(64, activation="relu", input_shape=(64,)),
-            tf.keras.layers.Dense(10, activation="softmax"),
+        model = keras.Sequential([
+            keras.layers.Dense(64, activation="relu", input_shape=(64,)),
+            keras.layers.Dense(10, activation="softmax"),
         ])
-    optimizers = tf.keras.optimizers
-    if not tf.executing_eagerly() and hasattr(optimizers, "legacy"):
+    optimizers = keras.optimizers
+    if tf is not None and not tf.executing_eagerly() and hasattr(optimizers, "legacy"):
         optimizers = optimizers.legacy                     # TF >= 2.11 graph mode
     model.compile(optimizer=optimizers.SGD(learning_rate=learning_rate, momentum=momentum),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def _train(tf, lookahead, learning_rate, seed, data, epochs, k, alpha, verbose,
+def _train(keras, tf, lookahead, learning_rate, seed, data, epochs, k, alpha, verbose,
            optimizer_state="keep", momentum=0.0):
     from . import inject
     (x, y), (x_test, y_test) = data
-    model = _model(tf, learning_rate, seed, momentum)
+    model = _model(keras, tf, learning_rate, seed, momentum)
     if lookahead:
         inject(model, k=k, alpha=alpha, optimizer_state=optimizer_state)
     history = model.fit(x, y, batch_size=32, epochs=epochs, shuffle=True, verbose=verbose)
@@ -87,10 +97,10 @@ def run(epochs=10, seeds=3, learning_rates=LEARNING_RATES, k=5, alpha=0.5, verbo
     data = _digits()
     if plot:
         _check_matplotlib()
-    import tensorflow as tf
     from . import detect
 
     found = detect()
+    keras, tf = _keras(found)
     if optimizer_state != "keep" or momentum:
         # Checked before the runs, so a pullback without momentum fails at once.
         from .lookahead import _checked_optimizer_state
@@ -103,16 +113,15 @@ def run(epochs=10, seeds=3, learning_rates=LEARNING_RATES, k=5, alpha=0.5, verbo
     echo("lookahead_inject demo: digits (8x8 images, {} train / {} test), MLP 64-64-10, SGD vs "
          "SGD + Lookahead(k={}, alpha={}), {} epochs x {} seeds".format(
              len(data[0][0]), len(data[1][0]), k, alpha, epochs, seeds))
-    echo("TensorFlow {tensorflow} ({keras} {keras_version}), {mode} mode, backend {backend}"
-         .format(**found))
+    echo("{}, {} mode, backend {}".format(_what_runs(found), found["mode"], found["backend"]))
     if optimizer_state != "keep" or momentum:
         echo("SGD momentum {} in both columns; at each sync Lookahead's optimizer_state={!r}"
              .format(momentum, optimizer_state))
     results, start = {}, time.time()
     for learning_rate in learning_rates:
         for lookahead in (False, True):
-            runs = [_train(tf, lookahead, learning_rate, seed, data, epochs, k, alpha, verbose,
-                           optimizer_state, momentum)
+            runs = [_train(keras, tf, lookahead, learning_rate, seed, data, epochs, k, alpha,
+                           verbose, optimizer_state, momentum)
                     for seed in range(seeds)]
             results[(learning_rate, lookahead)] = runs
     echo("")
@@ -132,6 +141,13 @@ def run(epochs=10, seeds=3, learning_rates=LEARNING_RATES, k=5, alpha=0.5, verbo
         _plot(results, learning_rates, epochs, seeds, k, alpha, found, plot)
         echo("wrote " + plot)
     return results
+
+
+def _what_runs(found):
+    """"TensorFlow 2.15.1 (keras 2 2.15.0)" or "keras 3.15.1 (jax backend), no TensorFlow"."""
+    if found["tensorflow"] is None:
+        return "{}, no TensorFlow".format(found["keras_label"])
+    return "TensorFlow {tensorflow} ({keras} {keras_version})".format(**found)
 
 
 def _check_matplotlib():
@@ -171,8 +187,8 @@ def _plot(results, learning_rates, epochs, seeds, k, alpha, found, path):
     robustness.set_ylabel("test accuracy (mean ± std over {} seeds)".format(seeds))
     robustness.set_title("accuracy vs learning rate")
     robustness.legend()
-    figure.suptitle("lookahead_inject demo: digits, MLP 64-64-10, {} epochs — TF {} ({}), backend {}"
-                    .format(epochs, found["tensorflow"], found["mode"], found["backend"]),
+    figure.suptitle("lookahead_inject demo: digits, MLP 64-64-10, {} epochs — {} ({}), backend {}"
+                    .format(epochs, _what_runs(found), found["mode"], found["backend"]),
                     fontsize=10)
     figure.tight_layout()
     import os

@@ -1,8 +1,9 @@
-"""``python -m lookahead_inject selftest``: is Lookahead exact on the installed TensorFlow?
+"""``python -m lookahead_inject selftest``: is Lookahead exact on the installed TensorFlow
+(or on Keras 3 with JAX / PyTorch)?
 
 For CI matrices that run one training script against many TF pins. Every mode this
 TF offers (graph for TF 1.x; graph and eager for TF 2 with Keras 2; eager for
-Keras 3) is checked in a process of its own (graph vs eager is process-wide): a
+Keras 3 on any backend) is checked in a process of its own (graph vs eager is process-wide): a
 small tanh MLP trained with SGD + Lookahead(k=3, alpha=0.5) through
 train_on_batch, fit and fit_generator / fit(generator), compared after every step
 with a float64 numpy simulation. One line per mode (a mode that the dispatch table
@@ -56,15 +57,15 @@ def _reference(weights, batches, alpha):
 def check_this_process(reference_alpha=ALPHA):
     """Train and compare in this process's mode; returns a result dict."""
     import numpy as np
-    import tensorflow as tf
     from . import detect, inject
 
     found = detect()
+    keras = _keras(found)
     x, y, weights = _data()
-    model = tf.keras.Sequential([tf.keras.layers.Dense(6, activation="tanh", input_shape=(3,)),
-                                 tf.keras.layers.Dense(1)])
+    model = keras.Sequential([keras.layers.Dense(6, activation="tanh", input_shape=(3,)),
+                              keras.layers.Dense(1)])
     # TF >= 2.11 in graph mode trains only with the legacy optimizers.
-    optimizers = tf.keras.optimizers
+    optimizers = keras.optimizers
     if found["mode"] == "graph" and hasattr(optimizers, "legacy"):
         optimizers = optimizers.legacy
     model.compile(optimizer=optimizers.SGD(learning_rate=LR), loss="mse")
@@ -73,7 +74,7 @@ def check_this_process(reference_alpha=ALPHA):
     batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 32, 8)]          # 4 per epoch
     recorded = []
 
-    class Record(tf.keras.callbacks.Callback):
+    class Record(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             recorded.append(self.model.get_weights())
 
@@ -86,6 +87,7 @@ def check_this_process(reference_alpha=ALPHA):
         while True:
             for batch in batches:
                 yield batch
+    # Keras 3 has no fit_generator (and Keras 2's warns); fit takes the generator there.
     fit = getattr(model, "fit_generator", None) if found["keras"] != "keras 3" else None
     (fit or model.fit)(generator(), steps_per_epoch=4, epochs=1, verbose=0, callbacks=[Record()])
     expected = _reference(weights, [(bx.astype(np.float64), by.astype(np.float64))
@@ -96,13 +98,23 @@ def check_this_process(reference_alpha=ALPHA):
             "max_error": error, "ok": len(recorded) == len(expected) and error <= TOLERANCE}
 
 
+def _keras(found):
+    """The Keras that ``detect`` found: Keras 3 itself on JAX / PyTorch (no TensorFlow
+    there), else tf.keras."""
+    if found["tensorflow"] is None:
+        import keras
+        return keras
+    import tensorflow as tf
+    return tf.keras
+
+
 def _describe_in_a_child():
     """The installed TF as a child process sees it (this process stays TF-free)."""
     code = ("import json; from lookahead_inject import environment as e\n"
             "try:\n"
             "    env = e.detect_environment()\n"
-            "    print('ENV ' + json.dumps([str(env.tf_version), env.keras, env.keras_version, "
-            "env.mode, env.keras_backend]))\n"
+            "    print('ENV ' + json.dumps([env.tf_version and str(env.tf_version), env.keras, "
+            "env.keras_version, env.mode, env.keras_backend]))\n"
             "except e.UnsupportedEnvironmentError as error:\n"
             "    print('ERROR ' + json.dumps(str(error)))\n")
     out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
@@ -111,12 +123,12 @@ def _describe_in_a_child():
     for line in out.stdout.splitlines():
         if line.startswith("ENV "):
             tf_version, keras, keras_version, mode, keras_backend = json.loads(line[4:])
-            return environment.Environment(Version(tf_version), keras, keras_version, mode,
-                                           keras_backend)
+            return environment.Environment(tf_version and Version(tf_version), keras,
+                                           keras_version, mode, keras_backend)
         if line.startswith("ERROR "):
             raise UnsupportedEnvironmentError(json.loads(line[6:]))
     raise UnsupportedEnvironmentError(
-        "Could not inspect the installed TensorFlow: {}".format(
+        "Could not inspect the installed TensorFlow / Keras: {}".format(
             (out.stderr.strip().splitlines() or ["no output"])[-1]))
 
 
@@ -128,6 +140,10 @@ def modes():
     found = _describe_in_a_child()
     out = []
     for mode in sorted((environment.EAGER, environment.GRAPH), key=lambda m: m != found.mode):
+        if found.tf_version is None and mode == environment.GRAPH:
+            out.append((mode, "not available: {} has no graph mode (TensorFlow is not "
+                              "used)".format(found.describe())))
+            continue
         try:
             dispatch.choose_backend(found._replace(mode=mode))
             out.append((mode, None))

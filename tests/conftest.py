@@ -12,7 +12,8 @@ from harness import configure_mode
 def pytest_addoption(parser):
     parser.addoption("--tf-mode", choices=("default", "graph", "eager"), default="default",
                      help="graph: tf.compat.v1.disable_eager_execution() first (TF 2); "
-                          "default: whatever the installed TF does.")
+                          "default: whatever the installed TF does (Keras 3 on JAX / "
+                          "PyTorch: eager, its only mode).")
 
 
 def pytest_configure(config):
@@ -37,12 +38,18 @@ def record_environment(record_testsuite_property):
     import harness
     import lookahead_inject
     environment = harness.ENVIRONMENT
-    record_testsuite_property("tensorflow", str(environment.tf_version))
+    # "" when Keras 3 runs on JAX / PyTorch: TensorFlow plays no part there.
+    record_testsuite_property("tensorflow", str(environment.tf_version or ""))
     record_testsuite_property("keras", environment.keras)
     record_testsuite_property("keras_version", str(environment.keras_version))
     record_testsuite_property("mode", environment.mode)
-    record_testsuite_property("backend", lookahead_inject.detect(
-        harness.probe_model() if harness.STANDALONE else None)["backend"])
+    record_testsuite_property("keras_backend", environment.keras_backend or "")
+    try:
+        backend = lookahead_inject.detect(harness.probe_model() if harness.STANDALONE
+                                          else None)["backend"]
+    except Exception as error:     # the tests that inject fail and say why; the rest run
+        backend = "none ({}: {})".format(type(error).__name__, error)
+    record_testsuite_property("backend", backend)
 
 
 @pytest.fixture(autouse=True)

@@ -1,38 +1,54 @@
-"""TensorFlow-side helpers of the tests: models, optimizers, the three training APIs.
+"""Keras-side helpers of the tests: models, optimizers, the three training APIs.
 
-``keras`` is the Keras the tests build their models with: ``tf.keras``, or the
+``keras`` is the Keras the tests build their models with: ``tf.keras``; the
 standalone ``keras`` package (2.2 / 2.3 on TF 1.x) when LOOKAHEAD_TEST_KERAS=standalone
-(tox sets it in the py37-tf11x-keras2xx envs). Tests use ``harness.keras``, never
-``tf.keras``, so the whole suite runs on models of either.
+(tox sets it in the py37-tf11x-keras2xx envs); or Keras 3 itself (``import keras``)
+when it runs on JAX or PyTorch (KERAS_BACKEND=jax / torch, the py311-keras3-* envs),
+where TensorFlow is not imported at all and ``tf`` is None. Tests use
+``harness.keras``, never ``tf.keras``, so the whole suite runs on models of each;
+a test about TensorFlow itself skips through ``skip_without_tensorflow``.
 """
 
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from lookahead_inject import environment
 import reference
 from reference import mlp_init
 
+#: (keras version, "jax" / "torch") when Keras 3 runs without TensorFlow, else None.
+#: Asked without importing TensorFlow (importing it would also make it a dependency).
+KERAS3_WITHOUT_TF = environment.keras3_without_tensorflow()
 #: LOOKAHEAD_TEST_KERAS=standalone: models come from `import keras` (Keras 2.2 / 2.3).
 STANDALONE = os.environ.get("LOOKAHEAD_TEST_KERAS", "tf.keras") == "standalone"
-if STANDALONE:
+if KERAS3_WITHOUT_TF:
+    tf = None
     import keras
 else:
-    keras = tf.keras
+    import tensorflow as tf
+    if STANDALONE:
+        import keras
+    else:
+        keras = tf.keras
+#: The Keras 3 backend: "tensorflow", "jax", "torch"; None before Keras 3.
+KERAS_BACKEND = KERAS3_WITHOUT_TF[1] if KERAS3_WITHOUT_TF else None
 
 ENVIRONMENT = None
 GRAPH = False
 KERAS_3 = False
 #: "keras 2.2.5 (standalone)" in the standalone envs, else None (for skip reasons).
 STANDALONE_KERAS = None
-#: How the training step runs: a graph train function, a tf.function, or op by op.
+#: How the training step runs: a graph train function, a tf.function, a jitted JAX
+#: function, torch.compile, or op by op (see configure_mode).
 EXECUTIONS = ()
 
 
 def configure_mode(mode):
-    global ENVIRONMENT, GRAPH, KERAS_3, EXECUTIONS, STANDALONE_KERAS
+    global ENVIRONMENT, GRAPH, KERAS_3, EXECUTIONS, STANDALONE_KERAS, KERAS_BACKEND
+    if KERAS3_WITHOUT_TF:
+        _configure_keras3_without_tf(mode)
+        return
     if mode == "graph" and tf.executing_eagerly():
         tf.compat.v1.disable_eager_execution()
     if mode == "eager" and not tf.executing_eagerly():
@@ -49,7 +65,50 @@ def configure_mode(mode):
         reference.OPTIMIZERS.update(reference.STANDALONE_KERAS_OPTIMIZERS)
     GRAPH = ENVIRONMENT.mode == environment.GRAPH
     KERAS_3 = ENVIRONMENT.keras == environment.KERAS_3
+    KERAS_BACKEND = ENVIRONMENT.keras_backend
     EXECUTIONS = ("graph",) if GRAPH else ("tf_function", "run_eagerly")
+
+
+def _configure_keras3_without_tf(mode):
+    """Keras 3 on JAX / PyTorch: eager only; its two ways to run a step.
+
+    JAX: compile()'s default is jit_compile=True (the step is one jax.jit function,
+    with the model's state passed in and out of it); run_eagerly=True runs the
+    same step unjitted. PyTorch: the default (jit_compile="auto" is False there) and
+    run_eagerly=True are the same plain step; jit_compile=True wraps the step in
+    torch.compile (Keras 3.15.1 backend/torch/trainer.py, torch >= 2.1), which users
+    switch on, so it is tested too ("jit"), at ~10 s of compiling per model.
+    """
+    global ENVIRONMENT, GRAPH, KERAS_3, EXECUTIONS, KERAS_BACKEND
+    if mode == "graph":
+        raise SystemExit("--tf-mode graph: Keras {} on {} has no graph mode (TensorFlow is "
+                         "not used)".format(*KERAS3_WITHOUT_TF))
+    ENVIRONMENT = environment.detect_environment()
+    GRAPH, KERAS_3, KERAS_BACKEND = False, True, ENVIRONMENT.keras_backend
+    EXECUTIONS = ("jit", "run_eagerly")
+
+
+def without_tensorflow(what):
+    """The skip reason for a test of ``what`` (a TensorFlow feature) when Keras 3 runs on
+    JAX / PyTorch, else None."""
+    if not KERAS3_WITHOUT_TF:
+        return None
+    return "Keras {} ({} backend): {} (TensorFlow is not used)".format(
+        KERAS3_WITHOUT_TF[0], KERAS3_WITHOUT_TF[1], what)
+
+
+def skip_without_tensorflow(what):
+    """Skip the calling test when Keras 3 runs on JAX / PyTorch: it is about ``what``,
+    which only TensorFlow has, e.g. "no tf.distribute"."""
+    import pytest
+    if KERAS3_WITHOUT_TF:
+        pytest.skip(without_tensorflow(what))
+
+
+def needs_tensorflow(what):
+    """``skip_without_tensorflow`` as a mark, for a module's ``pytestmark`` or a test."""
+    import pytest
+    return pytest.mark.skipif(bool(KERAS3_WITHOUT_TF), reason=str(without_tensorflow(what)))
 
 
 def probe_model():
@@ -170,7 +229,11 @@ def twin_safe(opt):
 
 def compile_kwargs(execution):
     """compile() arguments for an ``execution`` of EXECUTIONS (TF 1 has no run_eagerly)."""
-    return {"run_eagerly": True} if execution == "run_eagerly" else {}
+    if execution == "run_eagerly":
+        return {"run_eagerly": True}
+    if execution == "jit":
+        return {"jit_compile": True}
+    return {}
 
 
 def mlp(opt="sgd", weights=None, execution=None, **compile_kwargs_):
@@ -310,8 +373,82 @@ class HandLookahead(keras.callbacks.Callback):
 
 
 def has_steps_per_execution():
-    """steps_per_execution is a compile() argument from TF 2.4 (Keras 2) and in Keras 3."""
+    """steps_per_execution is a compile() argument from TF 2.4 (Keras 2) and in Keras 3,
+    where the PyTorch backend refuses any value but 1."""
+    if KERAS3_WITHOUT_TF:
+        return KERAS_BACKEND == "jax"
     return not GRAPH and ENVIRONMENT.tf_version.release >= (2, 4)
+
+
+def tf_older_than(*release):
+    """True on a TensorFlow older than ``release`` (never without TensorFlow)."""
+    version = ENVIRONMENT.tf_version
+    return version is not None and version.release[:len(release)] < release
+
+
+def tf_is(*release):
+    """True on TensorFlow ``release`` (e.g. (2, 15)); never without TensorFlow."""
+    version = ENVIRONMENT.tf_version
+    return version is not None and version.release[:len(release)] == release
+
+
+def constant(value, dtype=None):
+    """``value`` as a tensor of this Keras (what an initializer returns)."""
+    value = np.asarray(value)
+    if tf is not None:
+        return tf.constant(value, dtype=dtype or "float32")
+    return keras.ops.convert_to_tensor(value, dtype=dtype or "float32")
+
+
+def custom_train_step_model(layers_):
+    """A Sequential of ``layers_`` whose own train_step computes MSE's gradients and calls
+    the optimizer itself, the way each backend's Keras guide writes it."""
+    # One class name for all: the model's name (and a TF name scope) derives from it.
+    return OwnStep(layers_)
+
+
+if tf is not None:
+    class OwnStep(keras.Sequential):
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(self(x, training=True) - y))
+            grads = tape.gradient(loss, self.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+            return {"loss": loss}
+elif KERAS_BACKEND == "jax":
+    class OwnStep(keras.Sequential):
+        # JAX: a stateless step; the state goes in and out, the optimizer's through
+        # stateless_apply (Keras 3's "custom train_step in JAX" guide).
+        def train_step(self, state, data):
+            import jax
+            import jax.numpy as jnp
+            trainable, non_trainable, optimizer_variables, metrics_variables = state
+            x, y = data
+
+            def loss_of(trainable_):
+                predicted, non_trainable_ = self.stateless_call(trainable_, non_trainable, x,
+                                                                training=True)
+                return jnp.mean(jnp.square(predicted - y)), non_trainable_
+            (loss, non_trainable), grads = jax.value_and_grad(loss_of, has_aux=True)(trainable)
+            trainable, optimizer_variables = self.optimizer.stateless_apply(
+                optimizer_variables, grads, trainable)
+            return {"loss": loss}, (trainable, non_trainable, optimizer_variables,
+                                    metrics_variables)
+elif KERAS_BACKEND == "torch":
+    class OwnStep(keras.Sequential):
+        # PyTorch: loss.backward() fills each weight's .grad (Keras 3's "custom
+        # train_step in PyTorch" guide).
+        def train_step(self, data):
+            import torch
+            x, y = data
+            self.zero_grad()
+            loss = torch.mean(torch.square(self(x, training=True) - y))
+            loss.backward()
+            weights = self.trainable_weights
+            with torch.no_grad():
+                self.optimizer.apply([w.value.grad for w in weights], weights)
+            return {"loss": loss}
 
 
 def learning_rate(model):

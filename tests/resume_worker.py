@@ -5,6 +5,9 @@
 first:  the start weights, inject, FIRST_STEPS steps, save model and Lookahead state
 second: a fresh model (other random weights), compile, inject, load both, SECOND_STEPS steps,
         final weights to DIR/final.npz
+FORMAT: tf_weights, checkpoint (TensorFlow only), h5_and_state_file (weights + state
+file), keras3_weights_and_state_file (Keras 3: its .weights.h5 also holds the
+optimizer's variables, which load into an optimizer built before load_weights).
 Each phase also writes the Lookahead state's momentum copies (optimizer_state="pullback")
 as it saved / loaded them: DIR/cache_saved.npz, DIR/cache_loaded.npz.
 """
@@ -21,7 +24,7 @@ OPTIMIZER_STATE = sys.argv[6] if len(sys.argv) > 6 else "keep"
 configure_mode(MODE)
 
 import harness  # noqa: E402  (after configure_mode)
-import tensorflow as tf  # noqa: E402
+from harness import tf  # noqa: E402  (None where Keras 3 runs on JAX / PyTorch)
 from lookahead_inject import inject  # noqa: E402
 
 K, ALPHA, FIRST_STEPS, SECOND_STEPS = 3, 0.5, 4, 5     # stop mid-cycle: 4 is not a multiple of 3
@@ -50,6 +53,10 @@ def load(model, la):
         tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(
             tf.train.latest_checkpoint(DIR)).expect_partial()
     else:
+        if FORMAT == "keras3_weights_and_state_file":
+            # Keras 3 skips the saved optimizer variables (with a warning) when the
+            # optimizer has not made its own yet.
+            model.optimizer.build(model.trainable_variables)
         model.load_weights(harness.h5_path(DIR, "model"))
         la.load(os.path.join(DIR, "lookahead_state"))
 

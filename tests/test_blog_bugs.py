@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import harness
+from harness import tf  # None where Keras 3 runs on JAX / PyTorch
 import reference
 from lookahead_inject import Lookahead, inject
 from test_trajectory import expected
@@ -12,9 +12,11 @@ from test_trajectory import expected
 
 def test_public_keras_backend_lacks_what_the_blog_called():
     # The blog's K.symbolic_learning_phase() / K.get_graph() raise AttributeError on
-    # the public tf.keras.backend in every TF from 1.14 to 2.21 ...
-    assert not hasattr(tf.keras.backend, "symbolic_learning_phase")
-    assert not hasattr(tf.keras.backend, "get_graph")
+    # the public tf.keras.backend in every TF from 1.14 to 2.21 (and on Keras 3's
+    # keras.backend on JAX / PyTorch) ...
+    backend = (tf.keras if tf is not None else harness.keras).backend
+    assert not hasattr(backend, "symbolic_learning_phase")
+    assert not hasattr(backend, "get_graph")
     # ... while inject trains, because the backends use the engine's own module.
     x, y = harness.data()
     model = harness.mlp("sgd", harness.start_weights())

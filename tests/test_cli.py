@@ -23,8 +23,8 @@ except ImportError:
     HAVE_DEMO_EXTRA = False
 
 needs_demo_extra = pytest.mark.skipif(
-    not HAVE_DEMO_EXTRA, reason="scikit-learn / matplotlib are installed only in the TF 2.15 "
-                                "and TF 2.21 Keras 3 tox envs (Python 3.11)")
+    not HAVE_DEMO_EXTRA, reason="scikit-learn / matplotlib are installed only in the TF 2.15, "
+                                "the TF 2.21 Keras 3 and the Keras 3 JAX / PyTorch tox envs")
 # The selftest starts its own graph and eager processes: once per env is enough.
 once_per_env = pytest.mark.skipif(
     harness.GRAPH and harness.ENVIRONMENT.tf_version.major >= 2,
@@ -43,10 +43,16 @@ def test_info_names_versions_mode_backend_and_formats():
     code, out = run_cli("info")
     assert code == 0
     environment = harness.ENVIRONMENT
-    assert str(environment.tf_version) in out and environment.mode in out
+    assert environment.mode in out
     backend = [l for l in out.splitlines() if l.startswith("backend")][0]
     assert "row '{}' of the dispatch table".format(backend.split()[1]) in backend
-    assert "la.save(path)" in out and "tf.distribute" in out
+    assert "la.save(path)" in out
+    if environment.tf_version is None:
+        assert "tensorflow     not used (Keras 3 runs on {})".format(
+            environment.keras_backend) in out
+        assert "tf.distribute" not in out and "install" not in out.lower()
+    else:
+        assert str(environment.tf_version) in out and "tf.distribute" in out
 
 
 @needs_demo_extra
@@ -57,12 +63,15 @@ def test_demo_prints_the_table_and_writes_the_plot(tmp_path):
     assert code == 0
     rows = [l for l in out.splitlines() if l.strip().startswith(("0.1 |", "1.0 |"))]
     assert len(rows) == 2 and all(l.count("±") == 4 for l in rows)
+    if harness.KERAS3_WITHOUT_TF:
+        assert "{}, no TensorFlow".format(lookahead_inject.detect()["keras_label"]) in out
     with open(plot, "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(plot) > 20000
 
 
-@pytest.mark.skipif(HAVE_DEMO_EXTRA, reason="scikit-learn is installed here (TF 2.15 / 2.21 envs)")
+@pytest.mark.skipif(HAVE_DEMO_EXTRA, reason="scikit-learn is installed here (the demo extra's "
+                                             "tox envs)")
 def test_demo_without_scikit_learn_says_how_to_install_it():
     code, out = run_cli("demo", "--epochs", "1")
     # the form that works from a clone; "lookahead_inject" is on no package index
@@ -74,7 +83,7 @@ def test_selftest_passes_in_every_mode_of_this_tf():
     out = subprocess.run([sys.executable, "-m", "lookahead_inject", "selftest"],
                          stdout=subprocess.PIPE, universal_newlines=True, timeout=300)
     lines = [l for l in out.stdout.splitlines() if l.strip()]
-    want = ["graph"] if harness.ENVIRONMENT.tf_version.major < 2 else \
+    want = ["graph"] if harness.tf_older_than(2) else \
         (["eager"] if harness.KERAS_3 else ["eager", "graph"])
     assert out.returncode == 0, out.stdout
     assert sorted(l.split()[0] for l in lines if " ok " in l) == sorted(want), out.stdout
@@ -95,10 +104,11 @@ def hidden_modules_path(tmp_path, *names):
 
 @pytest.mark.parametrize("command", ["info", "demo", "selftest"])
 def test_every_command_without_tensorflow_explains_the_fix(tmp_path, command):
-    # As in a Python with only what `pip install .` brings: no TensorFlow, no numpy,
-    # also for selftest's child processes.
+    # As in a Python with only what `pip install .` brings: no TensorFlow, no numpy, no
+    # Keras (Keras 3 on JAX / PyTorch would need no TensorFlow), also for selftest's
+    # child processes.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [hidden_modules_path(tmp_path, "tensorflow", "numpy"), ROOT]))
+        [hidden_modules_path(tmp_path, "tensorflow", "numpy", "keras"), ROOT]))
     out = subprocess.run([sys.executable, "-m", "lookahead_inject", command], cwd=str(tmp_path),
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          universal_newlines=True, timeout=300)
@@ -111,24 +121,25 @@ def test_every_command_without_tensorflow_explains_the_fix(tmp_path, command):
 
 
 def keras3_on(keras_backend, mode=environment.EAGER):
-    # Keras 3 on another backend than TensorFlow: TF plays no part (tf_version None).
-    return environment.Environment(Version("2.21.0") if keras_backend == "tensorflow" else None,
-                                   environment.KERAS_3_OTHER_BACKEND.format(keras_backend)
-                                   if keras_backend != "tensorflow" else environment.KERAS_3,
+    if keras_backend == "tensorflow":
+        return environment.Environment(Version("2.21.0"), environment.KERAS_3, "3.15.1", mode,
+                                       keras_backend)
+    # Keras 3 elsewhere: TensorFlow plays no part (detect_environment gives no version).
+    return environment.Environment(None, environment.KERAS_3_OTHER_BACKEND.format(keras_backend),
                                    "3.15.1", mode, keras_backend)
 
 
 @pytest.mark.parametrize("command", ["info", "demo", "selftest"])
 def test_every_command_without_a_backend_explains_the_fix_with_the_table_once(monkeypatch,
                                                                               command):
-    # Keras 3's numpy backend cannot train (JAX and torch have backends of their own).
-    numpy = keras3_on("numpy")
+    numpy = keras3_on("numpy")          # Keras 3's numpy backend cannot train
     monkeypatch.setattr(environment, "detect_environment", lambda model=None: numpy)
     monkeypatch.setattr(lookahead_inject.lookahead, "detect_environment", lambda model=None: numpy)
     monkeypatch.setattr(selftest, "_describe_in_a_child", lambda: numpy)
     code, out = run_cli(command)
     assert code == 1
     assert "KERAS_BACKEND to tensorflow, jax or torch" in out
+    assert "install tensorflow" not in out.lower()
     assert out.count(dispatch.supported_summary()) == 1, out
 
 

@@ -8,14 +8,16 @@ import time
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import harness
+from harness import tf  # None where Keras 3 runs on JAX / PyTorch
 import reference
 from lookahead_inject import ModelNotReadyError, detect, inject
 from test_trajectory import expected
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+pytestmark = harness.needs_tensorflow("no tf.distribute")
 
 eager_only = pytest.mark.skipif(
     harness.GRAPH, reason="graph mode (TF 1.x, TF 2.x v1 engine): Lookahead under "

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-import tensorflow as tf
 from packaging.version import Version
 
 import harness
@@ -120,13 +119,27 @@ def test_model_without_trainable_weights():
         inject(model)
 
 
-@pytest.mark.parametrize("keras_backend", ["jax", "torch"])
-def test_keras3_on_another_backend_is_refused_with_the_fix(monkeypatch, keras_backend):
+@pytest.mark.parametrize("keras_backend", ["numpy", "openvino"])
+def test_keras3_on_a_backend_that_cannot_train_is_refused_with_the_fix(monkeypatch,
+                                                                       keras_backend):
     model = harness.mlp("sgd", harness.start_weights())
-    other = env.Environment(Version("2.21.0"), env.KERAS_3_OTHER_BACKEND.format(keras_backend),
+    other = env.Environment(None, env.KERAS_3_OTHER_BACKEND.format(keras_backend),
                             "3.15.1", env.EAGER, keras_backend)
     monkeypatch.setattr(lookahead_inject.lookahead, "detect_environment", lambda model=None: other)
-    with pytest.raises(UnsupportedEnvironmentError, match="KERAS_BACKEND=tensorflow"):
+    with pytest.raises(UnsupportedEnvironmentError,
+                       match="{} backend.*KERAS_BACKEND to tensorflow, jax or torch".format(
+                           keras_backend)):
+        inject(model)
+
+
+@pytest.mark.parametrize("keras", [env.KERAS_3_JAX, env.KERAS_3_TORCH])
+def test_keras3_older_than_its_first_jax_torch_version_is_refused_with_the_fix(monkeypatch,
+                                                                                keras):
+    model = harness.mlp("sgd", harness.start_weights())
+    backend = "jax" if keras == env.KERAS_3_JAX else "torch"
+    old = env.Environment(None, keras, "3.3.3", env.EAGER, backend)
+    monkeypatch.setattr(lookahead_inject.lookahead, "detect_environment", lambda model=None: old)
+    with pytest.raises(UnsupportedEnvironmentError, match=r"keras>=3\.15"):
         inject(model)
 
 
@@ -139,8 +152,10 @@ def test_keras3_graph_mode_is_refused_with_the_fix(monkeypatch):
 
 
 def test_info_without_tensorflow_explains_the_fix():
-    # A Python with only what setup.py installs: no TensorFlow, so no numpy either.
+    # A Python with only what setup.py installs: no TensorFlow, so no numpy either, and
+    # no Keras 3 (on JAX / PyTorch it would need no TensorFlow).
     code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['numpy'] = None; "
+            "sys.modules['keras'] = None; "
             "from lookahead_inject.__main__ import main; sys.exit(main(['info']))")
     out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)
@@ -151,9 +166,15 @@ def test_info_without_tensorflow_explains_the_fix():
 
 # Where a failure can strike inside inject, on every backend: the first change
 # (slow copies), after the training hooks are in place (the handle), the last step.
-FAILURE_POINTS = [("_sync", "LookaheadVariables", "mark_trained"),
-                  ("_attachment", "Attachment", "__init__"),
-                  ("_attachment", "Checkpointed", "track")]
+# Keras 3 on JAX / PyTorch (backends/_keras3_native.py) hooks the optimizer first (a
+# failure between its apply / build hooks and its file sections), then the handle.
+# (module, class or None for a module-level function, name)
+FAILURE_POINTS = ([("_keras3_native", None, "_saver"),
+                   ("_attachment", "Attachment", "__init__")]
+                  if harness.KERAS3_WITHOUT_TF else
+                  [("_sync", "LookaheadVariables", "mark_trained"),
+                   ("_attachment", "Attachment", "__init__"),
+                   ("_attachment", "Checkpointed", "track")])
 
 
 @pytest.mark.parametrize("module,cls,method", FAILURE_POINTS)
@@ -173,7 +194,8 @@ def test_a_failure_inside_inject_leaves_the_model_as_it_was(monkeypatch, module,
 
     def fail(*args, **kwargs):
         raise RuntimeError("forced failure")
-    owner = getattr(importlib.import_module("lookahead_inject.backends." + module), cls)
+    owner = importlib.import_module("lookahead_inject.backends." + module)
+    owner = getattr(owner, cls) if cls else owner
     monkeypatch.setattr(owner, method, fail)
     with pytest.raises(RuntimeError, match="forced failure"):
         inject(model, k=2, alpha=0.0)

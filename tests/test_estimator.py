@@ -9,14 +9,16 @@ import importlib
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import harness
+from harness import tf  # None where Keras 3 runs on JAX / PyTorch
 from lookahead_inject import inject
 from lookahead_inject.errors import EstimatorNotSupportedError
 
 
 def _skip_reason():
+    if tf is None:
+        return harness.without_tensorflow("no tf.keras.estimator")
     version = tf.__version__
     if harness.KERAS_3:
         return "TF {} with Keras 3 has no tf.keras.estimator".format(version)

@@ -30,8 +30,9 @@ except Exception as exc:           # not installed, or built against another TF
 
 pytestmark = pytest.mark.skipif(
     HOROVOD is not None or not os.path.exists(HOROVODRUN),
-    reason="horovod 0.28.1 is not installed here ({}); only the py311-tf215-horovod tox env "
-           "(TF 2.15) builds it from source".format(HOROVOD))
+    reason=harness.without_tensorflow("no horovod.tensorflow.keras") or
+    "horovod 0.28.1 is not installed here ({}); only the py311-tf215-horovod tox env "
+    "(TF 2.15) builds it from source".format(HOROVOD))
 
 
 def horovodrun(args, cwd, timeout=900):

@@ -4,7 +4,6 @@ plainly, with Lookahead applied by hand through get/set of the weights."""
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import harness
 from lookahead_inject import inject

@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import harness
+from harness import tf  # None where Keras 3 runs on JAX / PyTorch
 import reference
 from lookahead_inject import (InvalidArgumentError, Lookahead, ModelNotReadyError,
                               OptimizerStateError, inject)
@@ -102,7 +102,7 @@ def test_pullback_is_refused_without_sgd_momentum(opt):
 
 
 def test_reset_is_refused_for_an_optimizer_whose_state_does_not_start_at_zero():
-    module = tf.keras.optimizers
+    module = harness.keras.optimizers
     if harness.GRAPH and hasattr(module, "legacy"):
         module = module.legacy
     model = harness.mlp(module.Adagrad(learning_rate=0.1))
@@ -169,16 +169,37 @@ def test_set_state_continues_pullback_exactly():
 
 
 def _slots(model, trained=None):
-    from lookahead_inject.backends import _optimizer_state
     if trained is None:
         trained = model.trainable_variables if harness.KERAS_3 else model.trainable_weights
+    if harness.KERAS_3:
+        # Keras 3 (every backend) names a weight's slots after its path:
+        # "sequential/dense/kernel" -> "sequential_dense_kernel_momentum".
+        prefixes = [w.path.replace("/", "_") + "_" for w in trained]
+        return [v for prefix in prefixes for v in optimizer_own_variables(model.optimizer)
+                if v.name.startswith(prefix)]
+    from lookahead_inject.backends import _optimizer_state
     return [s for slots in _optimizer_state.slots_of(model.optimizer, trained) for s in slots]
 
 
+def optimizer_own_variables(optimizer):
+    """The optimizer's variables without Lookahead's: on Keras 3 with JAX / PyTorch the
+    slow copies and the step counter live among the optimizer's variables (so that
+    JAX's stateless step carries them), named lookahead_*."""
+    variables = optimizer.variables
+    if callable(variables) and not isinstance(variables, list):     # Keras 2 OptimizerV2
+        variables = variables()
+    if not harness.KERAS3_WITHOUT_TF:
+        return list(variables)
+    return [v for v in variables if "lookahead" not in v.name]
+
+
 def resume_formats():
-    # Formats that hold the optimizer's momentum too (an .h5 file holds weights only).
-    return ["checkpoint"] if harness.KERAS_3 else (["tf_weights"] if harness.GRAPH
-                                                   else ["tf_weights", "checkpoint"])
+    # Formats that hold the optimizer's momentum too (a Keras 2 .h5 file holds weights
+    # only; Keras 3's .weights.h5 holds the built optimizer's variables as well).
+    if harness.KERAS3_WITHOUT_TF:
+        return ["keras3_weights_and_state_file"]
+    return ["checkpoint", "keras3_weights_and_state_file"] if harness.KERAS_3 else (
+        ["tf_weights"] if harness.GRAPH else ["tf_weights", "checkpoint"])
 
 
 def resume(fmt, option, tmp_path):
@@ -225,7 +246,7 @@ def test_reset_zeroes_every_per_weight_slot_the_optimizer_has(name):
     # Independent of how the library finds the slots: after a sync (k=1: every step),
     # every non-scalar variable of the optimizer (its per-weight state) is zero, and the
     # scalars (iterations, learning rate, Nadam's momentum product) are not all reset.
-    module = tf.keras.optimizers
+    module = harness.keras.optimizers
     if harness.GRAPH and hasattr(module, "legacy"):
         module = module.legacy
     optimizer = getattr(module, name)(**RESET_OPTIMIZERS[name])
@@ -234,10 +255,7 @@ def test_reset_zeroes_every_per_weight_slot_the_optimizer_has(name):
     x, y = harness.data()
     for bx, by in harness.epoch_batches(x, y)[:2]:
         model.train_on_batch(bx, by)
-    variables = optimizer.variables
-    if callable(variables) and not isinstance(variables, list):     # Keras 2 OptimizerV2
-        variables = variables()
-    values = harness.get_values(variables)
+    values = harness.get_values(optimizer_own_variables(optimizer))
     slots = [v for v in values if np.ndim(v) > 0]
     assert slots, "no per-weight state found in {}".format(name)
     for value in slots:
@@ -247,6 +265,7 @@ def test_reset_zeroes_every_per_weight_slot_the_optimizer_has(name):
 
 @pytest.mark.skipif(harness.GRAPH, reason="graph mode (TF 1.x, TF 2.x v1 engine): Lookahead under "
                                           "tf.distribute is refused there")
+@harness.needs_tensorflow("no tf.distribute")
 @pytest.mark.parametrize("option,opt", [("reset", "adam"), ("pullback", "momentum")])
 def test_mirrored_two_replicas_match_numpy_reference(option, opt):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -265,8 +284,9 @@ def test_mirrored_two_replicas_match_numpy_reference(option, opt):
 
 def run_demo(*argv):
     from lookahead_inject import __main__ as cli
-    pytest.importorskip("sklearn", reason="scikit-learn is installed only in the TF 2.15 and "
-                                          "TF 2.21 Keras 3 tox envs (the demo extra)")
+    pytest.importorskip("sklearn", reason="scikit-learn is installed only in the TF 2.15, "
+                                          "TF 2.21 Keras 3 and Keras 3 JAX / PyTorch tox envs "
+                                          "(the demo extra)")
     lines = []
     code = cli.demo(cli.parser().parse_args(["demo"] + list(argv)), echo=lines.append)
     return code, "\n".join(lines)
@@ -301,6 +321,10 @@ def test_compile_with_an_optimizer_that_cannot_pull_back_is_refused():
 def test_a_frozen_weights_optimizer_state_is_never_touched(option, execution):
     # The same optimizer is compiled again after freezing the first layer, so it keeps
     # that layer's momentum; a sync (k=2) treats only the trained weights' state.
+    if harness.KERAS_BACKEND == "jax":
+        pytest.skip("Keras {} (jax backend): an optimizer built on 4 weights cannot step 2 of "
+                    "them after compile() (stateless_apply raises ValueError, without "
+                    "Lookahead too)".format(harness.ENVIRONMENT.keras_version))
     x, y = harness.data()
     model = harness.mlp("momentum", harness.start_weights(), execution)
     inject(model, k=2, alpha=0.5, optimizer_state=option)

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import harness
+from harness import tf  # None where Keras 3 runs on JAX / PyTorch
 import reference
 from lookahead_inject import inject
 
@@ -33,7 +33,7 @@ def test_k_counts_weight_updates_not_accumulated_batches(opt, arrival, execution
         model = harness.mlp(accumulating(opt), harness.start_weights(), execution)
         la = inject(model, k=K, alpha=ALPHA)
     elif arrival == "inside_a_loss_scale_optimizer":
-        optimizer = tf.keras.mixed_precision.LossScaleOptimizer(accumulating(opt))
+        optimizer = harness.keras.mixed_precision.LossScaleOptimizer(accumulating(opt))
         model = harness.mlp(optimizer, harness.start_weights(), execution)
         la = inject(model, k=K, alpha=ALPHA)
     else:
@@ -67,9 +67,10 @@ LOSS_SCALING = {
     # How the loss-scale optimizer arrives -> None if this TF has it, else the skip reason.
     "mixed_float16_policy": (
         "TF 1.14 has no mixed_float16 policy, TF 1.15 sets it only under TF 2 behaviour"
-        if harness.ENVIRONMENT.tf_version.major < 2 else None),
+        if harness.tf_older_than(2) else None),
     "LossScaleOptimizer": None,
     "graph_rewrite": (
+        harness.without_tensorflow("no enable_mixed_precision_graph_rewrite") or
         "Keras 3 (TF >= 2.16) optimizers cannot be wrapped by "
         "enable_mixed_precision_graph_rewrite" if harness.KERAS_3 else None),
 }
@@ -82,7 +83,7 @@ def loss_scaled_optimizer(request):
         pytest.skip(LOSS_SCALING[request.param])
     harness.skip_standalone("has no loss scaling: the loss-scale optimizers wrap tf.keras or "
                             "tf.train optimizers, which a standalone Keras model cannot take")
-    mixed_precision = tf.keras.mixed_precision
+    mixed_precision = harness.keras.mixed_precision
     if request.param == "mixed_float16_policy":
         # set_global_policy from TF 2.4; experimental.set_policy in TF 2.0 - 2.3.
         set_policy = getattr(mixed_precision, "set_global_policy", None) or \

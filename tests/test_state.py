@@ -9,7 +9,6 @@ import weakref
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import harness
 import reference
@@ -104,15 +103,18 @@ def resume_formats():
     formats = ["h5_and_state_file"]
     if not (harness.KERAS_3 or harness.STANDALONE):     # neither writes TF-format weights
         formats.append("tf_weights")
-    if not harness.GRAPH:
+    if not harness.GRAPH and not harness.KERAS3_WITHOUT_TF:
         formats.append("checkpoint")
+    if harness.KERAS_3:
+        formats.append("keras3_weights_and_state_file")
     return formats
 
 
 def resume_cases():
     for fmt in resume_formats():
-        # .h5 weights hold no optimizer state: there only plain SGD resumes exactly;
-        # TF checkpoints hold Adam's moments and iteration count too.
+        # Keras 2 .h5 weights hold no optimizer state: there only plain SGD resumes
+        # exactly; TF checkpoints and Keras 3's .weights.h5 (into a built optimizer)
+        # hold Adam's moments and iteration count too.
         yield fmt, "sgd" if fmt == "h5_and_state_file" else "adam"
 
 
@@ -213,8 +215,8 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_result():
     harness.assert_trajectories_equal([model.get_weights()], [expected("momentum", 3, 0.5, x, y, steps=9)[-1]])
 
 
-@pytest.mark.skipif(harness.KERAS_3, reason="Keras 3 (TF 2.16+) writes no TF-format "
-                    "save_weights; its tf.train.Checkpoint resume is tested above")
+@pytest.mark.skipif(harness.KERAS_3, reason="Keras 3 (any backend) writes no TF-format "
+                    "save_weights; its resumes are tested above")
 def test_checkpoint_from_before_training_restarts_lookahead_from_its_weights(tmp_path):
     harness.skip_standalone("saves weights to HDF5 only, which hold no Lookahead step")
     # Restoring a checkpoint saved before the first step puts the step back to 0:
@@ -227,3 +229,34 @@ def test_checkpoint_from_before_training_restarts_lookahead_from_its_weights(tmp
     model.load_weights(str(tmp_path / "ckpt"))
     harness.train(model, "train_on_batch", x[:32], y[:32], epochs=1)     # 2 steps: back to start
     harness.assert_trajectories_equal([model.get_weights()], [harness.start_weights()], atol=1e-6)
+
+
+def test_state_read_from_a_callback_during_fit_is_the_true_state(execution):
+    # Keras 3 on JAX keeps the training state in arrays of its own during fit and writes
+    # it to the variables only when asked: step, get_state and slow_weights() read from
+    # a callback must still see the state after this very step, and the swap in and out
+    # of slow_weights() must not disturb the training that goes on.
+    x, y = harness.data()
+    model = harness.mlp("momentum", harness.start_weights(), execution)
+    la = inject(model, k=3, alpha=0.5)
+    seen = []
+
+    class Read(harness.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            slow = la.get_state()["slow_weights"]
+            with la.slow_weights():
+                swapped_in = self.model.get_weights()
+            seen.append((la.step, slow, swapped_in, self.model.get_weights()))
+
+        if harness.STANDALONE:
+            on_batch_end = on_train_batch_end     # Keras 2.2 calls only on_batch_end
+    model.fit(x, y, batch_size=harness.BATCH, epochs=harness.EPOCHS, shuffle=False, verbose=0,
+              callbacks=[Read()])
+    fast = expected("momentum", 3, 0.5, x, y)
+    assert [step for step, _, _, _ in seen] == list(range(1, harness.STEPS + 1))
+    for n, (_, slow, swapped_in, after) in enumerate(seen, 1):
+        # After step n the slow weights are those of the last sync (fast == slow there).
+        want_slow = fast[n // 3 * 3 - 1] if n >= 3 else harness.start_weights()
+        harness.assert_trajectories_equal([slow, swapped_in, after],
+                                          [want_slow, want_slow, fast[n - 1]])
+    harness.assert_trajectories_equal([model.get_weights()], [fast[-1]])

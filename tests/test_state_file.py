@@ -21,9 +21,9 @@ import zipfile
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import harness
+from harness import tf  # None where Keras 3 runs on JAX / PyTorch
 import state_file_worker
 from lookahead_inject import InvalidArgumentError, LookaheadError, StateFileError, state
 from test_state import trained
@@ -32,6 +32,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 LIKE = [("dense/kernel:0", (4, 8), "float32"), ("dense/bias:0", (8,), "float32"),
         ("scale:0", (), "float64")]
+
+
+def bfloat16():
+    """numpy's bfloat16: TensorFlow's, or (Keras 3 on JAX / PyTorch) ml_dtypes', which
+    Keras 3 requires."""
+    if tf is not None:
+        return np.dtype(tf.bfloat16.as_numpy_dtype)
+    import ml_dtypes
+    return np.dtype(ml_dtypes.bfloat16)
 
 
 def small_state(seed=0, step=4):
@@ -68,7 +77,7 @@ ROUND_TRIP_DTYPES = ["float32", "float64", "float16", "int32", "int64", "uint8",
 
 @pytest.mark.parametrize("dtype", ROUND_TRIP_DTYPES)
 def test_load_returns_exactly_what_save_wrote(dtype, tmp_path):
-    dtype = np.dtype(tf.bfloat16.as_numpy_dtype) if dtype == "bfloat16" else np.dtype(dtype)
+    dtype = bfloat16() if dtype == "bfloat16" else np.dtype(dtype)
     rng = np.random.RandomState(0)
     shapes = [(3, 5), (), (0, 4), (2, 3, 2)]
     slow = [(rng.standard_normal(shape) * 10).astype(dtype) for shape in shapes]

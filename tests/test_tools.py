@@ -24,8 +24,8 @@ SUITE = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" tests="{tests}" failures="{failures}" errors="0" skipped="1">
 <properties>
  <property name="tensorflow" value="{tf}"/><property name="keras" value="{keras}"/>
- <property name="keras_version" value="{tf}"/><property name="mode" value="{mode}"/>
- <property name="backend" value="{backend}"/>
+ <property name="keras_version" value="{keras_version}"/><property name="mode" value="{mode}"/>
+ <property name="backend" value="{backend}"/>{keras_backend}
 </properties>
 <testcase classname="tests.test_distribute" name="test_mirrored_equals_one_device[fit]"/>
 <testcase classname="tests.test_distribute" name="test_two_workers_equal_one_device">{failure}</testcase>
@@ -34,15 +34,21 @@ SUITE = """<?xml version="1.0" encoding="utf-8"?>
 """
 
 
-def write_env(results, env, tf, mode_runs, date="2026-11-26 10:00 UTC", commit="abc1234"):
+def write_env(results, env, tf, mode_runs, date="2026-11-26 10:00 UTC", commit="abc1234",
+              keras="tf.keras (bundled with TF)", keras_version=None, keras_backend=None):
+    packages = {"tensorflow": tf, "numpy": "1.2"} if tf else {"keras": keras_version,
+                                                              "numpy": "1.2"}
     with open(os.path.join(results, env + ".json"), "w") as out:
-        json.dump({"env": env, "python": "3.x", "packages": {"tensorflow": tf, "numpy": "1.2"},
-                   "date": date, "commit": commit}, out)
+        json.dump({"env": env, "python": "3.x", "packages": packages, "date": date,
+                   "commit": commit}, out)
     for mode, backend, failed in mode_runs:
         with open(os.path.join(results, "{}--{}.xml".format(env, mode)), "w") as out:
             out.write(SUITE.format(
-                tests=3, failures=int(failed), tf=tf, keras="tf.keras (bundled with TF)",
-                mode=mode, backend=backend, failure='<failure message="boom"/>' if failed else ""))
+                tests=3, failures=int(failed), tf=tf or "", keras=keras,
+                keras_version=keras_version or tf, mode=mode, backend=backend,
+                failure='<failure message="boom"/>' if failed else "",
+                keras_backend="" if keras_backend is None else
+                '<property name="keras_backend" value="{}"/>'.format(keras_backend)))
 
 
 def run_tool(tmp_path, *args):
@@ -64,15 +70,33 @@ def test_compat_matrix_reports_each_mode_from_tox_results_without_numpy_or_tenso
     write_env(str(results), "py37-tf115", "1.15.5", [("graph", "tf115", False)])
     write_env(str(results), "py37-tf23", "2.3.4", [("eager", "tf2_eager", True)])
     rows, _ = run_tool(tmp_path)
-    # columns: Python, TensorFlow, Keras, numpy, graph, eager, tf.distribute, run
+    # columns: Python, TensorFlow, Keras, Keras backend, numpy, graph, eager, tf.distribute, run
     tf115, tf23 = rows["py37-tf115"], rows["py37-tf23"]
-    assert tf115[4] == "passed (2, 1 skipped) — `tf115`"
-    assert tf115[5] == "not supported"                 # TF 1.x eager has no backend
-    assert tf115[6] == "MirroredStrategy passed (1/1); MultiWorkerMirrored passed (1/1)"
-    assert tf115[7] == "2026-11-26 10:00 UTC, `abc1234`"
-    assert tf23[4].startswith("**not run**")           # TF 2.3 graph has a backend
-    assert tf23[5] == "**failed** (1 failed, 1 passed) — `tf2_eager`[^py37-tf23-eager]"
-    assert "MultiWorkerMirrored **failed** (0/1)" in tf23[6]
+    assert tf115[5] == "passed (2, 1 skipped) — `tf115`"
+    assert tf115[6] == "not supported"                 # TF 1.x eager has no backend
+    assert tf115[7] == "MirroredStrategy passed (1/1); MultiWorkerMirrored passed (1/1)"
+    assert tf115[8] == "2026-11-26 10:00 UTC, `abc1234`"
+    assert tf23[5].startswith("**not run**")           # TF 2.3 graph has a backend
+    assert tf23[6] == "**failed** (1 failed, 1 passed) — `tf2_eager`[^py37-tf23-eager]"
+    assert "MultiWorkerMirrored **failed** (0/1)" in tf23[7]
+
+
+def test_compat_matrix_has_a_keras_backend_column_and_envs_without_tensorflow(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    write_env(str(results), "py311-keras3-jax", None, [("eager", "keras3_jax", False)],
+              keras=environment.KERAS_3_JAX, keras_version="3.15.1", keras_backend="jax")
+    write_env(str(results), "py311-tf221-keras3", "2.21.0", [("eager", "keras3", False)],
+              keras=environment.KERAS_3, keras_version="3.15.1", keras_backend="tensorflow")
+    write_env(str(results), "py37-tf115", "1.15.5", [("graph", "tf115", False)])
+    rows, text = run_tool(tmp_path)
+    assert "| Keras that builds the model | Keras backend | numpy |" in text
+    jax = rows["py311-keras3-jax"]
+    assert jax[1:5] == ["–", "keras 3.15.1 (jax backend)", "jax", "1.2"]
+    assert jax[5] == "not supported"                    # Keras 3 has no graph mode
+    assert jax[6] == "passed (2, 1 skipped) — `keras3_jax`"
+    assert rows["py311-tf221-keras3"][3] == "tensorflow"
+    assert rows["py37-tf115"][3] == ""                  # Keras 2: no Keras backend
 
 
 def test_a_failed_cell_names_the_failed_test_in_a_footnote(tmp_path):
@@ -98,16 +122,16 @@ def test_a_ci_run_is_merged_into_the_last_full_sweep_each_row_with_its_run(tmp_p
               date="2026-11-26 10:00 UTC", commit="new1234")
     rows, text = run_tool(tmp_path)
     assert "Last full sweep: 2026-11-20 08:00 UTC at commit 0ld5eep" in text
-    assert rows["py37-tf115"][7] == "2026-11-20 08:00 UTC, `0ld5eep`"     # kept, visibly older
-    assert rows["py37-tf115"][4].startswith("passed")
-    assert rows["py37-tf23"][7] == "2026-11-26 10:00 UTC, `new1234`"
-    assert rows["py37-tf23"][5].startswith("**failed**")
+    assert rows["py37-tf115"][8] == "2026-11-20 08:00 UTC, `0ld5eep`"     # kept, visibly older
+    assert rows["py37-tf115"][5].startswith("passed")
+    assert rows["py37-tf23"][8] == "2026-11-26 10:00 UTC, `new1234`"
+    assert rows["py37-tf23"][6].startswith("**failed**")
     # every env of the full sweep has a row, also one that never ran
     tox = configparser.ConfigParser()
     tox.read(os.path.join(ROOT, "tox.ini"))
     full = tox["tox"]["labels"].split("=", 1)[1].replace(",", " ").split()
     assert set(full) <= set(rows)
-    assert rows["py310-tf28"][4] == "not run yet"
+    assert rows["py310-tf28"][5] == "not run yet"
 
 
 def test_an_older_result_never_replaces_a_newer_row(tmp_path):
@@ -119,7 +143,7 @@ def test_an_older_result_never_replaces_a_newer_row(tmp_path):
     write_env(str(results), "py37-tf23", "2.3.4", [("eager", "tf2_eager", True)],
               date="2026-11-01 10:00 UTC", commit="0ld5eep")
     rows, _ = run_tool(tmp_path)
-    assert rows["py37-tf23"][7] == "2026-11-26 10:00 UTC, `new1234`"
+    assert rows["py37-tf23"][8] == "2026-11-26 10:00 UTC, `new1234`"
 
 
 def test_an_env_whose_install_failed_says_so_with_pips_error(tmp_path):
@@ -131,7 +155,7 @@ def test_an_env_whose_install_failed_says_so_with_pips_error(tmp_path):
         "setup": [{"run_id": "install_deps", "retcode": 1, "output": "",
                    "err": "ERROR: No matching distribution found for tensorflow==2.2.3\n"}]}}}))
     rows, text = run_tool(tmp_path, "--tox-json", str(tox_json))
-    assert rows["py38-tf22"][4] == "**install failed**[^py38-tf22-install]"
+    assert rows["py38-tf22"][5] == "**install failed**[^py38-tf22-install]"
     assert "No matching distribution found for tensorflow==2.2.3" in text
 
 
@@ -161,7 +185,7 @@ def test_full_sweep_has_every_tf_minor_on_a_python_with_its_wheels():
                       re.M)
     for env in envs:
         if not re.match(r"py3\d+-tf\d+", env):
-            continue                        # e.g. a Keras 3 env on JAX / PyTorch: no TensorFlow
+            continue                        # Keras 3 on JAX / PyTorch: see the test below
         python, tf = env_versions(env)
         oldest, newest = environment.pythons_for_tf("{}.{}".format(*tf))
         assert minor(oldest) <= python <= minor(newest), env
@@ -179,9 +203,32 @@ def test_full_sweep_has_every_tf_minor_on_a_python_with_its_wheels():
     assert set(tox_ini()["tox"]["envlist"].split()) <= set(envs)
 
 
+def applies(condition, env):
+    """Whether a tox factor condition ("a-b,c") selects ``env``."""
+    return any(set(factors.split("-")) <= set(env.split("-"))
+               for factors in condition.split(","))
+
+
+def test_envs_without_tensorflow_pin_keras_3_and_its_backend_and_no_tensorflow():
+    tox = tox_ini()["testenv"]
+    deps = re.findall(r"^\s*([\w,-]+): ([\w-]+)==([\w.+]+)", tox["deps"], re.M)
+    setenv = re.findall(r"^\s*([\w,-]+): KERAS_BACKEND = (\w+)", tox["setenv"], re.M)
+    others = [env for env in full_sweep() if not re.match(r"py3\d+-tf\d+", env)]
+    assert sorted(others) == ["py311-keras3-jax", "py311-keras3-torch"]
+    for env in others:
+        python, backend = re.match(r"py3(\d+)-keras3-(\w+)$", env).groups()
+        assert "3.{}".format(python) in environment.PYTHONS, env
+        pinned = {name: version for condition, name, version in deps if applies(condition, env)}
+        assert "tensorflow" not in pinned and "tf-keras" not in pinned, env
+        assert pinned["keras"] == "3.15.1", env
+        assert {"jax": {"jax", "jaxlib"}, "torch": {"torch"}}[backend] <= set(pinned), env
+        assert [value for condition, value in setenv if applies(condition, env)] == [backend]
+
+
 def test_ci_subset_covers_every_backend_and_the_newest_python():
     envlist = tox_ini()["tox"]["envlist"].split()
     assert {"py37-tf114", "py37-tf115"} <= set(envlist)               # tf114, tf115
+    assert {"py311-keras3-jax", "py311-keras3-torch"} <= set(envlist)  # keras3_jax / _torch
     assert any("keras3" in e for e in envlist)                          # keras3
     assert any(re.match(r"py3\d+-tf2\d+($|-tfkeras)", e) for e in envlist)  # tf2_graph / eager
     assert any(e.startswith("py313-") for e in envlist)

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import harness
 from lookahead_inject import inject
@@ -39,7 +38,8 @@ def test_learning_rate_schedule_still_drives_the_inner_optimizer():
     module = harness.optimizer("sgd").__class__
 
     def build():
-        schedule = tf.keras.optimizers.schedules.ExponentialDecay(0.2, decay_steps=1, decay_rate=0.7)
+        schedule = harness.keras.optimizers.schedules.ExponentialDecay(0.2, decay_steps=1,
+                                                                       decay_rate=0.7)
         return harness.mlp(module(learning_rate=schedule), harness.start_weights())
     x, y = harness.data()
     steps = [lambda m, b=b: m.train_on_batch(*b) for b in harness.epoch_batches(x, y, 3)]
@@ -70,7 +70,8 @@ def test_reduce_lr_on_plateau_acts_on_the_users_optimizer():
 
 @pytest.mark.skipif(not harness.has_steps_per_execution(),
                     reason="steps_per_execution needs TF >= 2.4 in eager mode (not TF 1.x, "
-                           "TF 2.0-2.3, or any graph mode)")
+                           "TF 2.0-2.3, or any graph mode), or Keras 3 on JAX (Keras 3.15 on "
+                           "PyTorch refuses any value but 1)")
 def test_steps_per_execution_keeps_every_step_exact():
     # Callbacks see only every 3rd step here, so a callback Lookahead would be wrong;
     # the in-step sync is not.
@@ -107,20 +108,14 @@ def test_slow_weights_have_their_fast_weights_dtype_and_shape():
         assert slow.dtype == fast.dtype and slow.shape == fast.shape
 
 
-@pytest.mark.skipif(harness.GRAPH or harness.ENVIRONMENT.tf_version.release < (2, 2),
+@pytest.mark.skipif(harness.GRAPH or harness.tf_older_than(2, 2),
                     reason="Model.train_step exists from TF 2.2 in eager mode (not TF 1.x, TF "
                            "2.0 / 2.1, or any graph mode)")
 def test_custom_train_step_that_calls_the_optimizer_matches_numpy_lookahead(execution):
-    class OwnStep(harness.keras.Sequential):
-        def train_step(self, data):
-            x, y = data
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(tf.square(self(x, training=True) - y))
-            grads = tape.gradient(loss, self.trainable_variables)
-            self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-            return {"loss": loss}
-    model = OwnStep([layers.Dense(8, activation="tanh", input_shape=(harness.N_IN,)),
-                     layers.Dense(1)])
+    # TF: GradientTape + apply_gradients; JAX: a stateless step with
+    # optimizer.stateless_apply; PyTorch: loss.backward() + optimizer.apply.
+    model = harness.custom_train_step_model(
+        [layers.Dense(8, activation="tanh", input_shape=(harness.N_IN,)), layers.Dense(1)])
     model.compile(optimizer=harness.optimizer("momentum"), loss="mse",
                   **harness.compile_kwargs(execution))
     model.set_weights([np.asarray(w, "float32") for w in harness.start_weights()])

@@ -38,6 +38,8 @@ MODES = (environment.GRAPH, environment.EAGER)
 DISTRIBUTED = (("MirroredStrategy", "test_mirrored_"), ("MultiWorkerMirrored", "test_two_workers"),
                ("refused", "test_graph_mode_refuses"))
 MAX_FAILED_NAMED = 6
+#: The TensorFlow cell of an env without it (Keras 3 on JAX / PyTorch).
+NO_TENSORFLOW = "–"
 NOT_RUN = "**not run** (the tox env failed before this mode)"
 
 
@@ -94,8 +96,12 @@ def cell(counts):
 
 def unsupported(properties, mode):
     """True when the dispatch table has no backend for this TF / Keras in ``mode``."""
-    other = environment.Environment(Version(properties["tensorflow"]), properties["keras"],
-                                    properties["keras_version"], mode, None)
+    # "" (or "None" from older runs): Keras 3 on JAX / PyTorch, without TensorFlow.
+    tf_version = properties.get("tensorflow")
+    other = environment.Environment(
+        Version(tf_version) if tf_version not in (None, "", "None") else None,
+        properties["keras"], properties["keras_version"], mode,
+        properties.get("keras_backend") or None)
     try:
         dispatch.choose_backend(other)
     except LookaheadError:
@@ -113,6 +119,32 @@ def tox_envs():
         name, _, envs = line.partition("=")
         labels[name.strip()] = envs.replace(",", " ").split()
     return envlist, labels.get("full", envlist)
+
+
+def keras_backend(properties):
+    """The Keras 3 backend a run used ("tensorflow", "jax", "torch"), "" before Keras 3."""
+    if properties.get("keras_backend"):
+        return properties["keras_backend"]
+    # Runs from before the property: the Keras name tells it.
+    keras = properties.get("keras", "")
+    if keras == environment.KERAS_3:
+        return "tensorflow"
+    if keras.startswith("keras 3 ("):
+        return keras[len("keras 3 ("):].split()[0]
+    return ""
+
+
+def row_keras_backend(row):
+    """A matrix row's Keras backend; rows written before the column infer it from the
+    Keras label ("keras 3 3.15.1" is Keras 3 on TensorFlow, "keras 3.15.1 (jax backend)")."""
+    if "keras_backend" in row:
+        return row["keras_backend"]
+    label = row.get("keras") or ""
+    if label.startswith("keras 3 "):
+        return "tensorflow"
+    if label.endswith(" backend)"):
+        return label.rsplit("(", 1)[1].split()[0]
+    return ""
 
 
 def env_row(results, record):
@@ -140,8 +172,10 @@ def env_row(results, record):
     keras = (seen or {}).get("keras", "?")
     keras_version = packages.get("tf-keras") if keras == environment.KERAS_TF_KERAS else \
         packages.get("keras") or (seen or {}).get("keras_version")
-    return {"env": env_name, "python": record["python"], "tensorflow": packages.get("tensorflow"),
+    return {"env": env_name, "python": record["python"],
+            "tensorflow": packages.get("tensorflow") or NO_TENSORFLOW,
             "keras": environment.keras_label(keras, keras_version),
+            "keras_backend": keras_backend(seen or {}),
             "numpy": packages.get("numpy"), "graph": cells[environment.GRAPH],
             "eager": cells[environment.EAGER], "distribute": distributed_cell(runs),
             "date": record.get("date", "?"), "commit": record.get("commit", "?"), "notes": notes}
@@ -171,7 +205,8 @@ def install_failures(tox_json):
                                           " ".join(lines[-2:])[:400])
         else:
             why = "tox could not create the env (is its Python on PATH?)"
-        out[name] = {"env": name, "python": "?", "tensorflow": "?", "keras": "?", "numpy": "?",
+        out[name] = {"env": name, "python": "?", "tensorflow": "?", "keras": "?",
+                     "keras_backend": "?", "numpy": "?",
                      "graph": "**install failed**", "eager": "**install failed**",
                      "distribute": "–", "date": date, "commit": commit(),
                      "notes": {"install": [why]}}
@@ -210,8 +245,9 @@ def footnote_mark(row, key):
 
 
 def row_line(row):
-    return "| {} | {} | {} | {} | {} | {}{} | {}{} | {} | {}, `{}` |".format(
-        row["env"], row["python"], row["tensorflow"], row["keras"], row["numpy"],
+    return "| {} | {} | {} | {} | {} | {} | {}{} | {}{} | {} | {}, `{}` |".format(
+        row["env"], row["python"], row["tensorflow"], row["keras"], row_keras_backend(row),
+        row["numpy"],
         row["graph"], footnote_mark(row, environment.GRAPH) or footnote_mark(row, "install"),
         row["eager"], footnote_mark(row, environment.EAGER),
         row["distribute"], row["date"], row["commit"])
@@ -233,20 +269,24 @@ def render(matrix, order):
         "",
         "Each cell is one pytest process of the suite in that mode (graph: "
         "`tf.compat.v1.disable_eager_execution()`, TF 1.x's only mode; eager: both "
-        "`tf.function` and `run_eagerly=True` steps), with the backend `inject` chose; a "
-        "failed cell names its failed tests in a footnote. Versions are those the env "
-        "installed. The tf.distribute column counts the MirroredStrategy (2 logical CPUs) and "
-        "two-worker MultiWorkerMirroredStrategy equality tests that ran (skips are not counted).",
+        "`tf.function` and `run_eagerly=True` steps; Keras 3 on JAX: `jit_compile=True` and "
+        "`run_eagerly=True` steps; on PyTorch: `torch.compile` (`jit_compile=True`) and plain "
+        "steps), with the backend `inject` chose; a failed cell names its failed tests in a "
+        "footnote. Versions are those the env installed. Keras backend: the backend Keras 3 "
+        "ran on (blank for Keras 2); with jax or torch TensorFlow is not installed (–) and "
+        "the TensorFlow-only tests skip. The tf.distribute column counts the MirroredStrategy "
+        "(2 logical CPUs) and two-worker MultiWorkerMirroredStrategy equality tests that ran "
+        "(skips are not counted).",
         "",
-        "| tox env | Python | TensorFlow | Keras that builds the model | numpy | graph mode | eager mode "
-        "| tf.distribute (tests/test_distribute.py) | run (UTC), commit |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| tox env | Python | TensorFlow | Keras that builds the model | Keras backend | numpy "
+        "| graph mode | eager mode | tf.distribute (tests/test_distribute.py) | run (UTC), commit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     for name in names:
         row = envs.get(name)
         if row is None:
-            lines.append("| {} | | | | | not run yet | not run yet | | |".format(name))
+            lines.append("| {} | | | | | | not run yet | not run yet | | |".format(name))
             continue
         lines.append(row_line(row))
         for key in ("install",) + MODES:

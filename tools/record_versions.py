@@ -12,7 +12,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The matrix itself is rewritten by every run: a change there does not make the code dirty.
 NOT_CODE = (":(exclude)compat_matrix.md", ":(exclude)compat_matrix.json")
 
-PACKAGES = ("tensorflow", "keras", "tf-keras", "numpy", "protobuf", "h5py", "lookahead_inject")
+PACKAGES = ("tensorflow", "keras", "tf-keras", "jax", "jaxlib", "torch", "numpy", "protobuf", "h5py",
+            "lookahead_inject")
 
 
 def installed(name):
