@@ -62,7 +62,9 @@ class NativeLookahead(object):
         #: The weights the settled optimizer trains, in its order.
         self.trained = []
         self.optimizer = None      # the optimizer whose variables hold the state
-        self._joining = ()         # positions in `trained` of the weights that joined
+        self._joining = frozenset()   # ids of the weights that joined at the last settle
+        self._last_step = None     # ids of the weights the last (torch) step trained
+        self._in_step = (None, None)
         self._ours = []            # the variables added to `optimizer`
 
     # -- what lookahead.py reads -----------------------------------------------
@@ -86,6 +88,8 @@ class NativeLookahead(object):
         """``weights`` hold valid slow copies (set from outside): none joins any more."""
         for weight in weights:
             self.slow_for(weight)
+        if self.optimizer is None:
+            self.trained = list(weights)
         self.write([self._holders[JOINING]], [np.int32(0)])
 
     # -- values now ------------------------------------------------------------
@@ -126,7 +130,10 @@ class NativeLookahead(object):
                 "The model has no trainable weights once built, so Lookahead has nothing "
                 "to do. Make at least one layer trainable and compile again, or call "
                 "la.remove() to train without Lookahead.")
-        joining = [i for i, w in enumerate(weights) if ("slow", id(w)) not in self._holders]
+        # A weight joins when the last trained set did not have it: new, or frozen since
+        # (its old slow copy is stale: it takes a new one at its first step).
+        before = set(id(w) for w in self.trained)
+        joining = [w for w in weights if id(w) not in before]
         keys = [STEP, JOINING] + [("slow", id(w)) for w in weights]
         sources = [None, None] + list(weights)
         if self.optimizer_state == _optimizer_state.PULLBACK:
@@ -150,7 +157,9 @@ class NativeLookahead(object):
             variable.assign(np.asarray(value, _dtype(variable)))
         for key, variable in zip(keys, made):
             self._holders[key] = variable
-        self.optimizer, self.trained, self._joining = optimizer, weights, tuple(joining)
+        self.optimizer, self.trained = optimizer, weights
+        self._joining = frozenset(id(w) for w in joining)
+        self._last_step, self._in_step = None, (None, None)
         self._ours = made
         self.platform.written(self)
 
@@ -175,9 +184,27 @@ class NativeLookahead(object):
 
     # -- the training step -----------------------------------------------------
 
-    def variables_in_step(self):
-        """(weights, slow, momentum copies, optimizer slots, step, joining) variables."""
-        weights = self.trained
+    def variables_in_step(self, passed=None):
+        """(weights, slow, momentum copies, optimizer slots, step, joining) variables, for
+        the weights ``passed`` to apply (None: all the optimizer was built on)."""
+        key = None if passed is None else tuple(id(w) for w in passed)
+        if self._in_step[0] != key or self._in_step[1] is None:
+            self._in_step = (key, self._variables_in_step(
+                self.trained if passed is None else list(passed)))
+        return self._in_step[1]
+
+    def newcomers(self, weights):
+        """Ids of ``weights`` the last step did not train (PyTorch: an optimizer compiled
+        again after freezing or unfreezing is handed a changing subset)."""
+        ids = tuple(id(w) for w in weights)
+        if ids == self._last_step:
+            return frozenset()
+        before = set(self._last_step if self._last_step is not None
+                     else (id(w) for w in self.trained))
+        self._last_step = ids
+        return frozenset(i for i in ids if i not in before)
+
+    def _variables_in_step(self, weights):
         slow = [self._holders[("slow", id(w))] for w in weights]
         momentum, slots = [], []
         if self.optimizer_state == _optimizer_state.PULLBACK:
@@ -187,11 +214,16 @@ class NativeLookahead(object):
             slots = [s for ws in _optimizer_state.slots_of(self.optimizer, weights) for s in ws]
         return weights, slow, momentum, slots, self._holders[STEP], self._holders[JOINING]
 
-    def branch(self, start, sync):
-        """The step's work for one (start, sync) choice, as a function of values:
-        (fast before the update, fast after, slow, momentum copies, slots) ->
-        (fast, slow, momentum copies, slots)."""
-        joining, alpha, option = set(self._joining), self.alpha, self.optimizer_state
+    def branch(self, start, sync, weights=None, joining=None):
+        """The step's work for one (start, sync) choice on ``weights`` (all the optimizer
+        trains), as a function of values: (fast before the update, fast after, slow,
+        momentum copies, slots) -> (fast, slow, momentum copies, slots). ``joining``:
+        the ids that take their slow copies at START_JOINING (those that joined at the
+        optimizer's build)."""
+        weights = self.trained if weights is None else weights
+        ids = self._joining if joining is None else joining
+        joining = set(i for i, w in enumerate(weights) if id(w) in ids)
+        alpha, option = self.alpha, self.optimizer_state
 
         def run(operands):
             before, fast, slow, momentum, slots = operands

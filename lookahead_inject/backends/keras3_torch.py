@@ -59,9 +59,15 @@ class _Torch(object):
 
     @staticmethod
     def step(lookahead, optimizer, original_apply, grads, trainable_variables):
-        weights, slow, momentum, slots, step, joining = lookahead.variables_in_step()
+        # The optimizer may be handed a subset of what it was built on (compiled again
+        # after freezing): only those weights are trained, so only they are synced.
+        weights, slow, momentum, slots, step, joining = lookahead.variables_in_step(
+            None if trainable_variables is None else list(trainable_variables))
+        newcomers = lookahead.newcomers(weights)
         count, joins = lookahead.host
-        start = START_ALL if count == 0 else START_JOINING if joins else START_NONE
+        start = (START_ALL if count == 0 else
+                 START_JOINING if joins or newcomers else START_NONE)
+        joining_ids = (lookahead._joining | newcomers) if joins else newcomers
         before = [ops.copy(w.value) for w in weights] if start != START_NONE else weights
         counted = optimizer.gradient_accumulation_steps
         updates_before = int(ops.convert_to_numpy(optimizer.iterations)) if counted else None
@@ -75,7 +81,7 @@ class _Torch(object):
         if start != START_NONE or (sync and not in_place):
             # A start (the slow copies, once), or a sync on other dtypes: the keras.ops rule.
             fast, slow_values, momentum_values, slot_values = lookahead.branch(
-                start, sync and not in_place)(
+                start, sync and not in_place, weights, joining_ids)(
                 (before, [w.value for w in weights], [v.value for v in slow],
                  [v.value for v in momentum], [v.value for v in slots]))
             changed = [(slow, slow_values)]
