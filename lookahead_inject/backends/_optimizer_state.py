@@ -164,7 +164,9 @@ def slots_of(optimizer, trained):
     else:
         index = lambda v: optimizer._index_dict[optimizer._var_key(v)]    # noqa: E731
         size = len(optimizer._index_dict)
-    own = set(id(v) for v in optimizer.variables)
+    variables = optimizer.variables
+    # Keras 2.11's new Optimizer has variables() as a method; 2.12+ and Keras 3 a property.
+    own = set(id(v) for v in (variables() if callable(variables) else variables))
     excluded = set(id(getattr(optimizer, name, None)) for name in (
         "_variables", "_model_variables_moving_average", "_accumulated_gradients"))
     lists = []
