@@ -3,6 +3,8 @@ backend) and ``keras.ops``' (``_ops_rule``, Keras 3 on JAX and PyTorch). Both ar
 here to the one numpy rule of tests/reference.py, on the same values; an env with TF and
 Keras 3 (TF >= 2.16) runs both."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -48,6 +50,13 @@ def keras_ops():
         pytest.skip("no keras package: keras.ops exists from Keras 3")
     if int(keras.__version__.split(".")[0]) < 3:
         pytest.skip("keras {}: keras.ops exists from Keras 3".format(keras.__version__))
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and not tf.executing_eagerly():
+        # tf-keras envs install Keras 3 beside tf-keras; their graph-mode pass disables eager
+        # execution, where keras.ops gives symbolic tensors.
+        pytest.skip("keras {} has no graph mode (TF {} with eager execution disabled): the "
+                    "keras.ops rule runs in the eager pass".format(keras.__version__,
+                                                                   tf.__version__))
     from keras import ops
     return ops
 
