@@ -29,7 +29,11 @@ def pytest_generate_tests(metafunc):
     # A test that takes `execution` runs once per way this TF/mode runs a step.
     import harness
     if "execution" in metafunc.fixturenames:
-        metafunc.parametrize("execution", harness.EXECUTIONS)
+        executions = harness.EXECUTIONS
+        if (harness.KERAS_BACKEND == "torch"
+                and metafunc.module.__name__ not in harness.TORCH_COMPILE_MODULES):
+            executions = tuple(e for e in executions if e != "jit")
+        metafunc.parametrize("execution", executions)
 
 
 @pytest.fixture(scope="session", autouse=True)

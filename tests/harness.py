@@ -42,6 +42,11 @@ STANDALONE_KERAS = None
 #: How the training step runs: a graph train function, a tf.function, a jitted JAX
 #: function, torch.compile, or op by op (see configure_mode).
 EXECUTIONS = ()
+#: PyTorch's "jit" (torch.compile, ~10 s of compiling per model) runs in these modules'
+#: tests only: the trajectories against numpy. The Lookahead step itself runs eagerly
+#: under torch.compile (torch.compiler.disable), the same code as the plain step that
+#: the other modules test; the whole suite with it took the CI subset past 45 minutes.
+TORCH_COMPILE_MODULES = ("test_trajectory", "test_keras3_midfit")
 
 
 def configure_mode(mode):
