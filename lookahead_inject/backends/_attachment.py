@@ -3,6 +3,8 @@ along in checkpoints."""
 
 import contextlib
 
+from ..errors import ModelNotReadyError
+
 #: Name of the Lookahead state in the model's TF-format checkpoints.
 CHECKPOINT_NAME = "lookahead_inject"
 
@@ -44,6 +46,29 @@ def trainable_weights(model):
     """``model.trainable_weights``, or none while the model is not built (Keras 2.4+
     raise for an unbuilt Sequential instead of answering)."""
     return list(model.trainable_weights) if getattr(model, "built", True) else []
+
+
+def check_not_hooked(optimizer, method, innermost):
+    """Refuse an optimizer that already carries another model's Lookahead."""
+    target = innermost(optimizer)
+    if method in vars(target):
+        raise ModelNotReadyError(
+            "The optimizer {!r} already drives another model's Lookahead. Each "
+            "model needs its own optimizer: compile this one with a new "
+            "optimizer instance.".format(getattr(target, "name", type(target).__name__)))
+
+
+def joining(trained, weights):
+    """The ``weights`` a step that trains them takes new slow copies of: those the last
+    trained set (``trained``) lacks, new or frozen since. Refuses a step with nothing
+    to train."""
+    if not weights:
+        raise ModelNotReadyError(
+            "The model has no trainable weights once built, so Lookahead has nothing "
+            "to do. Make at least one layer trainable and compile again, or call "
+            "la.remove() to train without Lookahead.")
+    known = set(id(w) for w in trained)
+    return [w for w in weights if id(w) not in known]
 
 
 class Checkpointed(object):

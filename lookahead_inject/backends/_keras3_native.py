@@ -31,8 +31,7 @@ place when they do not run), PyTorch in Python from host-side copies of the coun
 import numpy as np
 from keras import ops
 
-from ..errors import ModelNotReadyError
-from . import _ops_rule, _optimizer_state
+from . import _attachment, _ops_rule, _optimizer_state
 from ._attachment import Attachment, all_or_nothing, trainable_weights
 from ._wrapped import innermost
 
@@ -125,15 +124,7 @@ class NativeLookahead(object):
             return
         self.unsettle()
         weights = list(optimizer._trainable_variables)
-        if not weights:
-            raise ModelNotReadyError(
-                "The model has no trainable weights once built, so Lookahead has nothing "
-                "to do. Make at least one layer trainable and compile again, or call "
-                "la.remove() to train without Lookahead.")
-        # A weight joins when the last trained set did not have it: new, or frozen since
-        # (its old slow copy is stale: it takes a new one at its first step).
-        before = set(id(w) for w in self.trained)
-        joining = [w for w in weights if id(w) not in before]
+        joining = _attachment.joining(self.trained, weights)
         keys = [STEP, JOINING] + [("slow", id(w)) for w in weights]
         sources = [None, None] + list(weights)
         if self.optimizer_state == _optimizer_state.PULLBACK:
@@ -251,12 +242,7 @@ def _dtype(variable):
 
 
 def check(model):
-    target = innermost(model.optimizer)
-    if "apply" in vars(target):
-        raise ModelNotReadyError(
-            "The optimizer {!r} already drives another model's Lookahead. Each "
-            "model needs its own optimizer: compile this one with a new "
-            "optimizer instance.".format(getattr(target, "name", type(target).__name__)))
+    _attachment.check_not_hooked(model.optimizer, "apply", innermost)
 
 
 def attach(model, k, alpha, optimizer_state, platform):

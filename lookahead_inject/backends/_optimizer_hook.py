@@ -16,9 +16,9 @@ import contextlib
 import numpy as np
 import tensorflow as tf
 
-from ..errors import ModelNotReadyError
 from . import _estimator, _horovod, _optimizer_state
-from ._attachment import Attachment, Checkpointed, all_or_nothing, trainable_weights
+from ._attachment import (Attachment, Checkpointed, all_or_nothing, check_not_hooked,
+                          trainable_weights)
 from ._sync import LookaheadVariables, once_for_all_replicas, slow_name
 
 
@@ -83,16 +83,6 @@ def make_step(strategy):
 
 def _scope(strategy):
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
-
-
-def check_not_hooked(optimizer, method, innermost):
-    """Refuse an optimizer that already carries another model's Lookahead."""
-    target = innermost(optimizer)
-    if method in vars(target):
-        raise ModelNotReadyError(
-            "The optimizer {!r} already drives another model's Lookahead. Each "
-            "model needs its own optimizer: compile this one with a new "
-            "optimizer instance.".format(getattr(target, "name", type(target).__name__)))
 
 
 class OptimizerHook(object):

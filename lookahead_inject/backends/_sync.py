@@ -21,8 +21,7 @@ knows which TF version runs.
 
 import tensorflow as tf
 
-from ..errors import ModelNotReadyError
-from . import _horovod, _optimizer_state
+from . import _attachment, _horovod, _optimizer_state
 
 
 class LookaheadVariables(object):
@@ -77,13 +76,7 @@ class LookaheadVariables(object):
         (``take_slow``) by the caller.
         """
         weights = list(weights)
-        if not weights:
-            raise ModelNotReadyError(
-                "The model has no trainable weights once built, so Lookahead has nothing "
-                "to do. Make at least one layer trainable and compile again, or call "
-                "la.remove() to train without Lookahead.")
-        known = set(id(w) for w in self.trained)
-        joining = [w for w in weights if id(w) not in known]
+        joining = _attachment.joining(self.trained, weights)
         for weight in joining:
             self.slow_for(weight)
         self.trained = weights
