@@ -124,3 +124,40 @@ def test_custom_train_step_that_calls_the_optimizer_matches_numpy_lookahead(exec
     harness.assert_trajectories_equal(harness.train(model, "fit", x, y),
                                       expected("momentum", 3, 0.5, x, y))
     assert la.step == harness.STEPS
+
+
+@pytest.mark.skipif(harness.KERAS_BACKEND != "jax",
+                    reason="a loop of the user's own on Keras 3 / JAX: there the start is taken "
+                           "outside fit's train function (elsewhere every step takes it alike)")
+@pytest.mark.parametrize("jitted", [False, True], ids=["eager_apply", "jit_stateless_apply"])
+def test_a_training_loop_of_the_users_own_matches_numpy_lookahead(jitted):
+    import jax
+    from keras import ops
+    model = harness.mlp("momentum", harness.start_weights())
+    inject(model, k=3, alpha=0.5)
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    frozen = [v.value for v in model.non_trainable_variables]
+
+    def loss(trainable, bx, by):
+        prediction, _ = model.stateless_call(trainable, frozen, bx)
+        return ops.mean(ops.square(prediction - by))
+
+    def step(trainable, optimizer_values, bx, by):
+        grads = jax.grad(loss)(trainable, bx, by)
+        return optimizer.stateless_apply(optimizer_values, grads, trainable)
+
+    step = jax.jit(step)
+    x, y = harness.data()
+    trainable = [v.value for v in model.trainable_variables]
+    optimizer_values = [v.value for v in optimizer.variables]
+    trajectory = []
+    for bx, by in harness.epoch_batches(x, y):
+        if jitted:
+            trainable, optimizer_values = step(trainable, optimizer_values, bx, by)
+            trajectory.append([np.array(t) for t in trainable])
+        else:
+            grads = jax.grad(loss)([v.value for v in model.trainable_variables], bx, by)
+            optimizer.apply(grads, model.trainable_variables)
+            trajectory.append(model.get_weights())
+    harness.assert_trajectories_equal(trajectory, expected("momentum", 3, 0.5, x, y))

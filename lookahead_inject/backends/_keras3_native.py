@@ -269,6 +269,7 @@ def attach(model, k, alpha, optimizer_state, platform):
         compile_keeping_lookahead.__doc__ = original_compile.__doc__
         undo.set_attribute(model, "compile", compile_keeping_lookahead)
         undo.add(lambda: platform.retrace(model))
+        platform.hook_model(model, lookahead, undo)
         platform.retrace(model)
         attachment = Attachment(model, lookahead, read=lookahead.read, write=lookahead.write,
                                 run=None, detach=undo.run, state_written=lambda: None,

@@ -53,6 +53,10 @@ class _Torch(object):
         model.train_function = None
 
     @staticmethod
+    def hook_model(model, lookahead, undo):
+        pass
+
+    @staticmethod
     def wrap_step(apply):
         disable = getattr(getattr(torch, "compiler", None), "disable", None)
         return disable(apply) if disable is not None else apply
