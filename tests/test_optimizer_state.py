@@ -101,6 +101,17 @@ def test_pullback_is_refused_without_sgd_momentum(opt):
     inject(model)           # nothing was changed: a plain inject still works
 
 
+def test_pullback_refusal_says_when_sgds_momentum_cannot_be_read():
+    model = harness.mlp("momentum")
+
+    def get_config():
+        raise RuntimeError("a get_config that fails")
+
+    model.optimizer.get_config = get_config
+    with pytest.raises(ModelNotReadyError, match="momentum could not be read"):
+        inject(model, optimizer_state="pullback")
+
+
 def test_reset_is_refused_for_an_optimizer_whose_state_does_not_start_at_zero():
     module = harness.keras.optimizers
     if harness.GRAPH and hasattr(module, "legacy"):

@@ -73,7 +73,8 @@ def check(optimizer, option):
                 "optimizer_state='pullback' interpolates SGD's momentum buffer (the paper's "
                 "authors define it for that buffer only); the optimizer is {}{}. Use SGD "
                 "with momentum > 0, or optimizer_state='reset' / 'keep'.".format(
-                    name, " with momentum=0" if name == "SGD" else ""))
+                    name, "" if name != "SGD" else " with momentum=0" if momentum == 0 else
+                    " whose momentum could not be read as a number"))
 
 
 def sync_ops(option, optimizer, trained, alpha, cache=()):
@@ -114,19 +115,17 @@ def sync_ops(option, optimizer, trained, alpha, cache=()):
 
 
 def _momentum(optimizer):
-    # A Keras 2 OptimizerV2 that has run in a graph reports its hyperparameters as
-    # numpy scalars (np.float32 is no Python float); anything else (a schedule) is unknown.
+    """The momentum in the optimizer's config as a float (a Keras 2 OptimizerV2 that ran in
+    a graph reports numpy scalars); None when unknown: a schedule, or a get_config that
+    raises (the refusal then says so instead of "momentum=0")."""
     try:
-        return float(_config(optimizer).get("momentum", 0.0))
+        config = optimizer.get_config()
+    except Exception:       # a custom optimizer's own get_config; a warning under -W error
+        return None
+    try:
+        return float(config.get("momentum", 0.0))
     except (TypeError, ValueError):
         return None
-
-
-def _config(optimizer):
-    try:
-        return optimizer.get_config()
-    except Exception:          # a custom optimizer without get_config: no momentum known
-        return {}
 
 
 def _has_slot_api(optimizer):
