@@ -141,8 +141,11 @@ def _started(model, lookahead, state):
     starting = lookahead._joining if lookahead.host_start == START_JOINING else None
     for weight in lookahead.trained:
         if starting is None or id(weight) in starting:
+            # A weight that is not the model's (trained by a custom train_step) is not in
+            # the state, and fit does not purge its value.
+            value = weights[id(weight)] if id(weight) in weights else weight.value
             slow = lookahead.slow_for(weight)
-            optimizer_values[position[id(slow)]] = jnp.array(weights[id(weight)], copy=True)
+            optimizer_values[position[id(slow)]] = jnp.array(value, copy=True)
     joining = position[id(lookahead._holders[_keras3_native.JOINING])]
     optimizer_values[joining] = jnp.zeros_like(optimizer_values[joining])
     return trainable, non_trainable, optimizer_values, metrics
