@@ -45,7 +45,8 @@ def main():
     x, y = support.data()
     model.fit(x, y, batch_size=support.BATCH, epochs=support.EPOCHS, shuffle=False, verbose=0,
               callbacks=[Record()])
-    # Lookahead's variables live in the optimizer: the same layout as their weights.
+    # Lookahead's variables live in the optimizer, laid out as the distribution lays out
+    # its variables (DataParallel: on every device, like the weights).
     slow_variables = [v for v in model.optimizer.variables if "lookahead_slow" in v.path]
     everywhere = [len(v.value.sharding.device_set) == len(devices)
                   for v in model.trainable_weights + slow_variables]

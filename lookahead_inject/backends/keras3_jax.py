@@ -23,8 +23,9 @@ from keras import ops
 from . import _keras3_native
 from ._keras3_native import START_ALL, START_JOINING, START_NONE
 
-#: Lookahead under keras.distribution (DataParallel): the slow weights are laid out
-#: like their weights (add_variable_from_reference) and updated in the same jitted step.
+#: Lookahead under keras.distribution (DataParallel): the packed slow weights are laid
+#: out as the distribution lays out the optimizer's variables (on every device, like the
+#: weights) and updated in the same jitted step.
 DISTRIBUTE = True
 
 #: Files that carry the Lookahead state by themselves: none (.keras and .weights.h5
@@ -41,6 +42,10 @@ def attach(model, k, alpha, optimizer_state="keep"):
 
 
 class _Jax(object):
+
+    #: The slow copies live in one array per dtype (``_keras3_native.Segment``): each
+    #: array of the jitted step's state costs its dispatch.
+    PACKED = True
 
     @staticmethod
     def sync_state(model):
@@ -87,12 +92,12 @@ class _Jax(object):
     @staticmethod
     def step(lookahead, optimizer, original_apply, grads, trainable_variables):
         weights, slow, momentum, slots, step, joining = lookahead.variables_in_step()
-        count = step.value
+        packed, count = lookahead.packed, step.value
         if lookahead.in_train_function:
             # The wrapped train function took the start before this step.
-            slow_values = [v.value for v in slow]
+            packed_values = [array.value for array in packed]
         else:
-            slow_values = _start_in_step(lookahead, weights, slow, count, joining)
+            packed_values = _start_in_step(lookahead, weights, count, joining)
         counted = optimizer.gradient_accumulation_steps
         updates_before = ops.convert_to_tensor(optimizer.iterations) if counted else None
         result = original_apply(grads, trainable_variables)
@@ -102,11 +107,17 @@ class _Jax(object):
                    if counted else 1)
         sync = ops.logical_and(ops.equal(applied, 1),
                                ops.equal(ops.mod(count + 1, lookahead.k), 0))
-        pull = lookahead.branch(START_NONE, 1)
-        synced = _when(sync, lambda values: tuple(pull((values[0],) + values)),
-                       ([w.value for w in weights], slow_values,
+
+        def pull_together(values):
+            fast, packed_now, momentum_values, slot_values = values
+            fast, packed_now = lookahead.pulled_packed(fast, packed_now)
+            momentum_values, slot_values = lookahead.synced_slots(momentum_values, slot_values)
+            return fast, packed_now, momentum_values, slot_values
+
+        synced = _when(sync, pull_together,
+                       ([w.value for w in weights], packed_values,
                         [v.value for v in momentum], [v.value for v in slots]))
-        for variables, values in zip((weights, slow, momentum, slots), synced):
+        for variables, values in zip((weights, packed, momentum, slots), synced):
             for variable, value in zip(variables, values):
                 variable.assign(value)
         step.assign(count + applied)
@@ -139,37 +150,42 @@ def _started(model, lookahead, state):
     position = dict((id(v), i) for i, v in enumerate(model.optimizer.variables))
     optimizer_values = list(optimizer_values)
     starting = lookahead._joining if lookahead.host_start == START_JOINING else None
-    for weight in lookahead.trained:
+    packed_values = [optimizer_values[position[id(array)]] for array in lookahead.packed]
+    slow_values = lookahead.unpacked(packed_values)
+    for i, weight in enumerate(lookahead.trained):
         if starting is None or id(weight) in starting:
             # A weight that is not the model's (trained by a custom train_step) is not in
             # the state, and fit does not purge its value.
-            value = weights[id(weight)] if id(weight) in weights else weight.value
-            slow = lookahead.slow_for(weight)
-            optimizer_values[position[id(slow)]] = jnp.array(value, copy=True)
+            slow_values[i] = weights[id(weight)] if id(weight) in weights else weight.value
+    for array, value in zip(lookahead.packed, lookahead.repacked(packed_values, slow_values)):
+        optimizer_values[position[id(array)]] = value
     joining = position[id(lookahead._holders[_keras3_native.JOINING])]
     optimizer_values[joining] = jnp.zeros_like(optimizer_values[joining])
     return trainable, non_trainable, optimizer_values, metrics
 
 
-def _start_in_step(lookahead, weights, slow, count, joining):
+def _start_in_step(lookahead, weights, count, joining):
     """The start inside the (traced) step, chosen by the counter and the joining flag:
-    the slow values for the update. A start copies the weights as they are before the
-    update (a copy kept for after it could not be updated in place)."""
+    the packed slow values for the update. A start copies the weights as they are
+    before the update (a copy kept for after it could not be updated in place)."""
     start = ops.where(ops.equal(count, 0), START_ALL,
                       ops.where(ops.greater(joining.value, 0), START_JOINING, START_NONE))
     before = [w.value for w in weights]
     takes = [lookahead.branch(START_JOINING, 0), lookahead.branch(START_ALL, 0)]
-    slow_values = _when(
-        ops.not_equal(start, START_NONE),
-        lambda values: jax.lax.switch(
+
+    def take(packed_values):
+        slow_values = jax.lax.switch(
             ops.cast(start - 1, "int32"),
             [lambda operands, take=take: take(operands)[1] for take in takes],
-            (before, before, values, [], [])),
-        [v.value for v in slow])
+            (before, before, lookahead.unpacked(packed_values), [], []))
+        return lookahead.repacked(packed_values, slow_values)
+
+    packed_values = _when(ops.not_equal(start, START_NONE), take,
+                          [array.value for array in lookahead.packed])
     joining.assign(ops.where(ops.equal(start, START_NONE), joining.value, 0))
     # This loop took the pending start (if the wrapped train function runs later).
     lookahead.host_start = START_NONE
-    return slow_values
+    return packed_values
 
 
 def _when(flag, run, values):
