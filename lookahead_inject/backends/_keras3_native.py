@@ -8,9 +8,9 @@ be read once at trace time and its updates dropped. So the slow weights, the ste
 counter and the "joining" flag are variables of the optimizer that takes the step
 (the inner one of a LossScaleOptimizer), added with ``add_variable_from_reference``
 / ``add_variable`` when it is built (on JAX the slow copies of all weights of one
-dtype share one array, ``Segment``: each array of the step's state costs dispatch), and every training path (fit, train_on_batch,
-a custom ``train_step`` calling ``apply`` or ``stateless_apply``) goes through its
-``apply``, which this module wraps. PyTorch's variables are stateful, but the same
+dtype share one array, ``Segment``: each array of the step's state costs dispatch),
+and every training path (fit, train_on_batch, a custom ``train_step`` calling
+``apply`` or ``stateless_apply``) goes through its ``apply``, which this module wraps. PyTorch's variables are stateful, but the same
 place works there and keeps one design.
 
 The optimizer's file sections (``.keras``, ``.weights.h5``) leave these variables
