@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from .environment import keras_module
 from .errors import LookaheadError
 
 LEARNING_RATES = (0.03, 0.1, 0.3, 1.0)
@@ -43,11 +44,11 @@ def _digits(seed=0):
 def _keras(found):
     """(keras, tf): tf.keras and TensorFlow, or Keras 3 itself and None when it runs on
     JAX / PyTorch (where TensorFlow, installed or not, plays no part)."""
+    keras = keras_module(found["tensorflow"])
     if found["tensorflow"] is None:
-        import keras
         return keras, None
     import tensorflow as tf
-    return tf.keras, tf
+    return keras, tf
 
 
 def _model(keras, tf, learning_rate, seed, momentum=0.0):

@@ -173,6 +173,17 @@ def _keras3_backend():
     return keras.backend.backend()
 
 
+def keras_module(tf_version):
+    """The Keras that builds models here, for a ``detect`` that found ``tf_version``:
+    Keras 3 itself when that is None (JAX / PyTorch; TensorFlow, installed or not,
+    plays no part), else ``tf.keras``."""
+    if tf_version is None:
+        import keras
+        return keras
+    import tensorflow as tf
+    return tf.keras
+
+
 def _built_by(package, model):
     return any(cls.__module__.split(".")[0] == package for cls in type(model).__mro__)
 

@@ -11,7 +11,7 @@ import numbers
 import weakref
 
 from . import dispatch, state
-from .environment import detect_environment, keras_label
+from .environment import detect_environment, keras_label, keras_module
 from .errors import InvalidArgumentError, ModelNotReadyError
 
 # model -> (k, alpha) of its Lookahead, so a second inject on the same model is refused.
@@ -255,7 +255,9 @@ class Lookahead(object):
                 "sync_callback(at={!r}): at is 'epoch' or 'fit'.".format(at))
         lookahead = self
 
-        class LookaheadSync(_callback_base(self.model)):
+        callbacks = keras_module(detect_environment(self.model).tf_version).callbacks
+
+        class LookaheadSync(callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 if at == "epoch":
                     lookahead.sync()
@@ -276,16 +278,6 @@ class Lookahead(object):
         where = "model {!r} via {}".format(self.model.name, self.backend) if self.model else "not injected"
         return "Lookahead(k={}, alpha={}, optimizer_state={!r}; {})".format(
             self.k, self.alpha, self.optimizer_state, where)
-
-
-def _callback_base(model):
-    """Keras' Callback class for ``model``: ``keras.callbacks`` on Keras 3 without
-    TensorFlow (JAX, PyTorch), ``tf.keras.callbacks`` everywhere else."""
-    if detect_environment(model).tf_version is None:
-        import keras
-        return keras.callbacks.Callback
-    import tensorflow as tf
-    return tf.keras.callbacks.Callback
 
 
 def _weight_name(variable):

@@ -60,7 +60,7 @@ def check_this_process(reference_alpha=ALPHA):
     from . import detect, inject
 
     found = detect()
-    keras = _keras(found)
+    keras = environment.keras_module(found["tensorflow"])
     x, y, weights = _data()
     model = keras.Sequential([keras.layers.Dense(6, activation="tanh", input_shape=(3,)),
                               keras.layers.Dense(1)])
@@ -96,16 +96,6 @@ def check_this_process(reference_alpha=ALPHA):
                 for got, want in zip(recorded, expected) for g, w in zip(got, want))
     return {"mode": found["mode"], "backend": found["backend"], "steps": len(recorded),
             "max_error": error, "ok": len(recorded) == len(expected) and error <= TOLERANCE}
-
-
-def _keras(found):
-    """The Keras that ``detect`` found: Keras 3 itself on JAX / PyTorch (no TensorFlow
-    there), else tf.keras."""
-    if found["tensorflow"] is None:
-        import keras
-        return keras
-    import tensorflow as tf
-    return tf.keras
 
 
 def _describe_in_a_child():
