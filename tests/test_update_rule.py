@@ -61,6 +61,10 @@ def keras_ops():
     return ops
 
 
+def as_tensors(ops, arrays):
+    return [ops.convert_to_tensor(a) for a in arrays]
+
+
 def run_tf(tf, build):
     """Run the ops ``build()`` makes, now, in eager or graph mode; the variables' values."""
     if tf.executing_eagerly():
@@ -95,8 +99,7 @@ def test_the_keras_ops_rule_is_the_numpy_rule(alpha):
     ops = keras_ops()
     from lookahead_inject.backends import _ops_rule
     fast, slow = values(1)
-    pulled = _ops_rule.pull_together([ops.convert_to_tensor(f) for f in fast],
-                                     [ops.convert_to_tensor(s) for s in slow], alpha)
+    pulled = _ops_rule.pull_together(as_tensors(ops, fast), as_tensors(ops, slow), alpha)
     expected_fast, expected_slow = numpy_rule(fast, slow, alpha)
     for g, e_fast, e_slow in zip(pulled, expected_fast, expected_slow):
         np.testing.assert_allclose(ops.convert_to_numpy(g), e_fast, atol=1e-6)
@@ -108,7 +111,6 @@ def test_the_keras_ops_pullback_is_the_numpy_pullback(alpha):
     ops = keras_ops()
     from lookahead_inject.backends import _ops_rule
     buffers, cached = values(2)
-    got = _ops_rule.pullback([ops.convert_to_tensor(b) for b in buffers],
-                             [ops.convert_to_tensor(c) for c in cached], alpha)
+    got = _ops_rule.pullback(as_tensors(ops, buffers), as_tensors(ops, cached), alpha)
     for g, e in zip(got, numpy_pullback(buffers, cached, alpha)):
         np.testing.assert_allclose(ops.convert_to_numpy(g), e, atol=1e-6)
