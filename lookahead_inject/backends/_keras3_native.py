@@ -10,8 +10,9 @@ counter and the "joining" flag are variables of the optimizer that takes the ste
 / ``add_variable`` when it is built (on JAX the slow copies of all weights of one
 dtype share one array, ``Segment``: each array of the step's state costs dispatch),
 and every training path (fit, train_on_batch, a custom ``train_step`` calling
-``apply`` or ``stateless_apply``) goes through its ``apply``, which this module wraps. PyTorch's variables are stateful, but the same
-place works there and keeps one design.
+``apply`` or ``stateless_apply``) goes through its ``apply``, which this module
+wraps. PyTorch's variables are stateful, but the same place works there and keeps
+one design.
 
 The optimizer's file sections (``.keras``, ``.weights.h5``) leave these variables
 out, so files written with and without Lookahead load into each other with the
@@ -52,10 +53,12 @@ class Holder(object):
 
 class Segment(object):
     """One weight's slow copy inside a packed array (``PACKED`` platforms): its slice of
-    ``packed``, a variable holding the slow copies of every weight of one dtype."""
+    ``packed``, a variable holding the slow copies of every weight of one dtype, which
+    is ``NativeLookahead.packed[position]``."""
 
-    def __init__(self, packed, offset, shape):
-        self.packed, self.offset, self.shape = packed, offset, tuple(shape)
+    def __init__(self, packed, position, offset, shape):
+        self.packed, self.position = packed, position
+        self.offset, self.shape = offset, tuple(shape)
         self.size = int(np.prod(self.shape, dtype=np.int64))
         self.dtype = packed.dtype
 
@@ -102,6 +105,11 @@ class NativeLookahead(object):
     def step(self):
         return self._holders[STEP]
 
+    @property
+    def joining_flag(self):
+        """1 while the weights that joined at the last settle await their slow copies."""
+        return self._holders[JOINING]
+
     def slow_for(self, weight):
         return self._holder(("slow", id(weight)), weight)
 
@@ -119,7 +127,7 @@ class NativeLookahead(object):
             self.slow_for(weight)
         if self.optimizer is None:
             self.trained = list(weights)
-        self.write([self._holders[JOINING]], [np.int32(0)])
+        self.write([self.joining_flag], [np.int32(0)])
 
     # -- values now ------------------------------------------------------------
 
@@ -148,18 +156,16 @@ class NativeLookahead(object):
 
     def unpacked(self, packed_values):
         """Per trained weight, its slow copy in ``packed_values`` (values of ``packed``)."""
-        index = dict((id(array), i) for i, array in enumerate(self.packed))
         segments = [self.slow_for(w) for w in self.trained]
-        return [s.of(packed_values[index[id(s.packed)]]) for s in segments]
+        return [s.of(packed_values[s.position]) for s in segments]
 
-    def repacked(self, packed_values, slow_values):
-        """``packed_values`` with the trained weights' slow copies set to ``slow_values``."""
-        index = dict((id(array), i) for i, array in enumerate(self.packed))
+    def repacked(self, packed_values, weights, slow_values):
+        """``packed_values`` with the slow copies of ``weights`` set to ``slow_values``."""
         packed_values = list(packed_values)
-        for weight, value in zip(self.trained, slow_values):
+        for weight, value in zip(weights, slow_values):
             segment = self.slow_for(weight)
-            i = index[id(segment.packed)]
-            packed_values[i] = segment.into(packed_values[i], value)
+            packed_values[segment.position] = segment.into(packed_values[segment.position],
+                                                           value)
         return packed_values
 
     # -- the optimizer's variables ---------------------------------------------
@@ -188,7 +194,7 @@ class NativeLookahead(object):
                                        name="lookahead_step"),
                 optimizer.add_variable((), initializer="zeros", dtype="int32",
                                        name="lookahead_joining")]
-        packed = getattr(self.platform, "PACKED", False) and bool(weights)
+        packed = self.platform.PACKED and bool(weights)
         per_weight = [i for i, key in enumerate(keys) if i >= 2 and
                       not (packed and key[0] == "slow")]
         made += [optimizer.add_variable_from_reference(
@@ -221,7 +227,7 @@ class NativeLookahead(object):
                                          for i in indices]))
             offset = 0
             for i in indices:
-                segment = Segment(array, offset, weights[i].shape)
+                segment = Segment(array, len(self.packed), offset, weights[i].shape)
                 self._holders[("slow", id(weights[i]))] = segment
                 offset += segment.size
             self.packed.append(array)
@@ -276,7 +282,7 @@ class NativeLookahead(object):
             slots = [s for ws in _optimizer_state.slots_of(self.optimizer, weights) for s in ws]
         elif self.optimizer_state == _optimizer_state.RESET:
             slots = [s for ws in _optimizer_state.slots_of(self.optimizer, weights) for s in ws]
-        return weights, slow, momentum, slots, self._holders[STEP], self._holders[JOINING]
+        return weights, slow, momentum, slots, self.step, self.joining_flag
 
     def branch(self, start, sync, weights=None, joining=None):
         """The step's work for one (start, sync) choice on ``weights`` (all the optimizer
@@ -318,11 +324,10 @@ class NativeLookahead(object):
         packed: each weight is pulled and written into its segment in turn, which XLA
         does in place (reading every segment before writing any copied the packed
         arrays: a sync of the 1.3 M-parameter MLP took ~0.7 ms more)."""
-        index = dict((id(array), i) for i, array in enumerate(self.packed))
         fast, packed_values = list(fast), list(packed_values)
         for i, weight in enumerate(self.trained):
             segment = self.slow_for(weight)
-            j = index[id(segment.packed)]
+            j = segment.position
             fast[i] = _ops_rule.pull_together([fast[i]], [segment.of(packed_values[j])],
                                               self.alpha)[0]
             packed_values[j] = segment.into(packed_values[j], fast[i])

@@ -57,14 +57,14 @@ class _Jax(object):
 
     @staticmethod
     def written(lookahead):
-        step, joining = lookahead.read([lookahead.step,
-                                        lookahead._holders[_keras3_native.JOINING]])
+        step, joining = lookahead.read([lookahead.step, lookahead.joining_flag])
         lookahead.host_start = (START_ALL if int(step) == 0 else
                                 START_JOINING if int(joining) else START_NONE)
 
     @staticmethod
     def hook_model(model, lookahead, undo):
-        lookahead.host_start, lookahead.in_train_function = START_ALL, False
+        _Jax.written(lookahead)
+        lookahead.in_train_function = False
         original = model.make_train_function
 
         def make_train_function(force=False):
@@ -149,17 +149,16 @@ def _started(model, lookahead, state):
         weights.update((id(v), value) for v, value in zip(variables, values))
     position = dict((id(v), i) for i, v in enumerate(model.optimizer.variables))
     optimizer_values = list(optimizer_values)
-    starting = lookahead._joining if lookahead.host_start == START_JOINING else None
+    joined = lookahead._joining if lookahead.host_start == START_JOINING else None
+    starting = [w for w in lookahead.trained if joined is None or id(w) in joined]
+    # A weight that is not the model's (trained by a custom train_step) is not in the
+    # state, and fit does not purge its value.
+    values = [weights[id(w)] if id(w) in weights else w.value for w in starting]
     packed_values = [optimizer_values[position[id(array)]] for array in lookahead.packed]
-    slow_values = lookahead.unpacked(packed_values)
-    for i, weight in enumerate(lookahead.trained):
-        if starting is None or id(weight) in starting:
-            # A weight that is not the model's (trained by a custom train_step) is not in
-            # the state, and fit does not purge its value.
-            slow_values[i] = weights[id(weight)] if id(weight) in weights else weight.value
-    for array, value in zip(lookahead.packed, lookahead.repacked(packed_values, slow_values)):
+    for array, value in zip(lookahead.packed,
+                            lookahead.repacked(packed_values, starting, values)):
         optimizer_values[position[id(array)]] = value
-    joining = position[id(lookahead._holders[_keras3_native.JOINING])]
+    joining = position[id(lookahead.joining_flag)]
     optimizer_values[joining] = jnp.zeros_like(optimizer_values[joining])
     return trainable, non_trainable, optimizer_values, metrics
 
@@ -171,14 +170,14 @@ def _start_in_step(lookahead, weights, count, joining):
     start = ops.where(ops.equal(count, 0), START_ALL,
                       ops.where(ops.greater(joining.value, 0), START_JOINING, START_NONE))
     before = [w.value for w in weights]
-    takes = [lookahead.branch(START_JOINING, 0), lookahead.branch(START_ALL, 0)]
+    starts = [lookahead.branch(START_JOINING, 0), lookahead.branch(START_ALL, 0)]
 
     def take(packed_values):
         slow_values = jax.lax.switch(
             ops.cast(start - 1, "int32"),
-            [lambda operands, take=take: take(operands)[1] for take in takes],
+            [lambda operands, run=run: run(operands)[1] for run in starts],
             (before, before, lookahead.unpacked(packed_values), [], []))
-        return lookahead.repacked(packed_values, slow_values)
+        return lookahead.repacked(packed_values, lookahead.trained, slow_values)
 
     packed_values = _when(ops.not_equal(start, START_NONE), take,
                           [array.value for array in lookahead.packed])

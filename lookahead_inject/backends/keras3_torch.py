@@ -33,13 +33,16 @@ def attach(model, k, alpha, optimizer_state="keep"):
 
 class _Torch(object):
 
+    #: One slow-copy variable per weight: the in-place multi-tensor sync works on them.
+    PACKED = False
+
     @staticmethod
     def sync_state(model):
         pass
 
     @staticmethod
     def written(lookahead):
-        step, joining = lookahead.read([lookahead.step, lookahead._holders[_keras3_native.JOINING]])
+        step, joining = lookahead.read([lookahead.step, lookahead.joining_flag])
         lookahead.host = [int(step), int(joining)]
 
     @staticmethod
