@@ -26,43 +26,65 @@ def mlp_grads(params, x, y):
 
 
 class SGD(object):
-    """Keras SGD: v <- momentum * v - lr * g; p <- p + v (p - lr * g without momentum)."""
+    """Keras SGD: v <- momentum * v - lr * g; p <- p + v (p - lr * g without momentum).
+
+    A step may update a subset of the weights (``indices``: their positions in the
+    model's weights), as a Keras optimizer keeps one slot per variable."""
 
     def __init__(self, lr, momentum=0.0):
-        self.lr, self.momentum, self.velocity = lr, momentum, None
+        self.lr, self.momentum, self.slots = lr, momentum, {}
 
-    def step(self, params, grads):
-        if self.velocity is None:
-            self.velocity = [np.zeros_like(p) for p in params]
-        self.velocity = [self.momentum * v - self.lr * g for v, g in zip(self.velocity, grads)]
-        return [p + v for p, v in zip(params, self.velocity)]
+    def step(self, params, grads, indices=None):
+        indices = range(len(params)) if indices is None else indices
+        out = []
+        for i, p, g in zip(indices, params, grads):
+            v = self.momentum * self.slots.get(i, np.zeros_like(p)) - self.lr * g
+            self.slots[i] = v
+            out.append(p + v)
+        return out
 
-    def reset(self):
-        self.velocity = None
+    @property
+    def velocity(self):
+        """The slots in the order of the weights' positions."""
+        return [self.slots[i] for i in sorted(self.slots)]
+
+    @velocity.setter
+    def velocity(self, values):
+        self.slots = dict(zip(sorted(self.slots), values))
+
+    def reset(self, indices=None):
+        """Slots of ``indices`` (all by default) back to zero."""
+        for i in list(self.slots) if indices is None else indices:
+            self.slots.pop(i, None)
 
 
 class Adam(object):
-    """Keras Adam: p <- p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)."""
+    """Keras Adam: p <- p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps); t
+    counts every update (Keras' ``iterations``), whatever subset it updates."""
 
     def __init__(self, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7, steps_ahead=0):
         self.lr, self.b1, self.b2, self.eps = lr, beta_1, beta_2, epsilon
-        self.t, self.m, self.v = 0, None, None
+        self.t, self.m, self.v = 0, {}, {}
         self.steps_ahead = steps_ahead
 
-    def step(self, params, grads):
-        if self.m is None:
-            self.m = [np.zeros_like(p) for p in params]
-            self.v = [np.zeros_like(p) for p in params]
+    def step(self, params, grads, indices=None):
+        indices = range(len(params)) if indices is None else indices
         self.t += 1
-        self.m = [self.b1 * m + (1 - self.b1) * g for m, g in zip(self.m, grads)]
-        self.v = [self.b2 * v + (1 - self.b2) * g * g for v, g in zip(self.v, grads)]
         t = self.t + self.steps_ahead
         lr_t = self.lr * np.sqrt(1 - self.b2 ** t) / (1 - self.b1 ** t)
-        return [p - lr_t * m / (np.sqrt(v) + self.eps) for p, m, v in zip(params, self.m, self.v)]
+        out = []
+        for i, p, g in zip(indices, params, grads):
+            self.m[i] = self.b1 * self.m.get(i, np.zeros_like(p)) + (1 - self.b1) * g
+            self.v[i] = self.b2 * self.v.get(i, np.zeros_like(p)) + (1 - self.b2) * g * g
+            out.append(p - lr_t * self.m[i] / (np.sqrt(self.v[i]) + self.eps))
+        return out
 
-    def reset(self):
-        """Moments back to zero; the count t (bias correction) goes on, as Keras' iterations."""
-        self.m = self.v = None
+    def reset(self, indices=None):
+        """Moments of ``indices`` (all by default) back to zero; the count t (bias
+        correction) goes on, as Keras' iterations."""
+        for i in list(self.m) if indices is None else indices:
+            self.m.pop(i, None)
+            self.v.pop(i, None)
 
 
 #: name -> factory(lr=the harness's rate) of the numpy optimizer.
@@ -81,23 +103,32 @@ STANDALONE_KERAS_OPTIMIZERS = dict(OPTIMIZERS, adam=lambda lr=0.01: Adam(lr, ste
 
 
 class LookaheadSim(object):
-    """Algorithm 1 over the weights being trained: a weight takes its slow copy
-    (slow <- fast) at the first step that trains it after a step that did not;
-    after steps k, 2k, ... of the one step count: slow <- slow + alpha (fast - slow),
-    fast <- slow, for the trained weights only. At an in-step sync the inner
-    ``optimizer`` (set per phase) keeps its state ("keep"), has it reset ("reset"),
-    or has its SGD velocity pulled back: v <- alpha v + (1 - alpha) v_cached,
-    v_cached <- copy(v), v_cached from 0 per weight ("pullback")."""
+    """Algorithm 1 over the weights being trained, with the one rule for when a slow
+    copy is taken: at the first step that trains the weight, and again only at the
+    first step that trains it after a ``compile()`` that found it not trainable
+    (``compiled``). A step that leaves a weight out (its gradient dropped) neither
+    writes it nor forgets its copy. After steps k, 2k, ... of the one step count:
+    slow <- slow + alpha (fast - slow), fast <- slow, for the weights that step
+    trains. At an in-step sync the inner ``optimizer`` (set per phase) keeps its
+    state ("keep"), has the trained weights' state reset ("reset"), or has their
+    SGD velocity pulled back: v <- alpha v + (1 - alpha) v_cached, v_cached <- copy(v),
+    v_cached from 0 per weight ("pullback")."""
 
     def __init__(self, k, alpha, optimizer_state="keep", optimizer=None):
         self.k, self.alpha, self.step = k, alpha, 0
-        self.slow, self.trained = {}, ()
+        self.slow, self.trained, self.taken = {}, (), set()
         self.optimizer_state, self.optimizer, self.cached_velocity = optimizer_state, optimizer, {}
+
+    def compiled(self, trainable):
+        """A ``compile()`` with ``trainable`` the model's trainable weights' indices: a
+        weight it finds frozen takes a new slow copy when it is next trained."""
+        self.taken &= set(trainable)
 
     def before_fast_step(self, fast, trained):
         for i in trained:
-            if i not in self.trained:
+            if i not in self.taken:
                 self.slow[i] = np.copy(fast[i])
+                self.taken.add(i)
         self.trained = tuple(trained)
 
     def after_fast_step(self, fast):
@@ -106,15 +137,13 @@ class LookaheadSim(object):
             return fast
         fast = self.force_sync(fast)
         if self.optimizer_state == "reset":
-            self.optimizer.reset()
+            self.optimizer.reset(self.trained)
         elif self.optimizer_state == "pullback":
-            # The optimizer's velocity lists the trained weights in their order.
-            velocity = list(self.optimizer.velocity)
-            for n, i in enumerate(self.trained):
-                cached = self.cached_velocity.get(i, np.zeros_like(velocity[n]))
-                velocity[n] = self.alpha * velocity[n] + (1 - self.alpha) * cached
-                self.cached_velocity[i] = np.copy(velocity[n])
-            self.optimizer.velocity = velocity
+            for i in self.trained:
+                cached = self.cached_velocity.get(i, np.zeros_like(self.optimizer.slots[i]))
+                self.optimizer.slots[i] = (self.alpha * self.optimizer.slots[i]
+                                           + (1 - self.alpha) * cached)
+                self.cached_velocity[i] = np.copy(self.optimizer.slots[i])
         return fast
 
     def force_sync(self, fast):
@@ -136,21 +165,32 @@ def mlp_trajectory(params, batches, optimizer, k, alpha, force_sync_after=(),
 
 
 def mlp_phases_trajectory(params, phases, k, alpha, force_sync_after=(), optimizer_state="keep"):
-    """Like ``mlp_trajectory`` over phases ``(optimizer, trained weight indices,
-    batches)``, as after freezing or unfreezing layers and compiling again: each
-    phase trains only its weights, with its own optimizer; one Lookahead throughout."""
+    """Like ``mlp_trajectory`` over phases ``(optimizer, trained weight indices, batches)``,
+    as after freezing or unfreezing layers and compiling again: each phase starts with
+    a ``compile()`` and trains only its weights, with its optimizer (the same object in
+    two phases: one optimizer instance compiled again); one Lookahead throughout.
+
+    A phase may add a fourth item, False: no ``compile()`` at its start (a loop of the
+    user's own). A batch may be ``(x, y, indices)``: that step updates only ``indices``
+    (of the phase's weights), as a loop that drops the weights without a gradient."""
     params = [np.asarray(p, np.float64) for p in params]
     lookahead, out, step = LookaheadSim(k, alpha, optimizer_state), [], 0
-    for optimizer, trained, batches in phases:
+    for phase in phases:
+        optimizer, trained, batches = phase[:3]
         trained = list(trained)
+        if len(phase) < 4 or phase[3]:
+            lookahead.compiled(trained)
         lookahead.optimizer = optimizer
-        for x, y in batches:
+        for batch in batches:
+            x, y = batch[:2]
+            this_step = list(batch[2]) if len(batch) > 2 else trained
             step += 1
-            lookahead.before_fast_step(params, trained)
+            lookahead.before_fast_step(params, this_step)
             grads = mlp_grads(params, x, y)
-            new = optimizer.step([params[i] for i in trained], [grads[i] for i in trained])
+            new = optimizer.step([params[i] for i in this_step], [grads[i] for i in this_step],
+                                 this_step)
             params = list(params)
-            for i, p in zip(trained, new):
+            for i, p in zip(this_step, new):
                 params[i] = p
             params = lookahead.after_fast_step(params)
             if step in force_sync_after:
