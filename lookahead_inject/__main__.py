@@ -37,6 +37,7 @@ def info(args, echo=print):
     echo("backend        {}  ({})".format(found["backend"], why(environment, found["backend"])))
     if found["tensorflow"] is not None:
         _standalone_keras(environment, echo)
+        _keras_3_and_tf_keras(environment, echo)
         echo("tf.distribute  {}".format(found["distribute"]))
     if found["checkpoints"]:
         echo("state rides in {}".format("; ".join(found["checkpoints"])))
@@ -62,6 +63,22 @@ def _standalone_keras(environment, echo):
             label, choose_backend(standalone), why(standalone, choose_backend(standalone))))
     except LookaheadError as error:
         echo("import keras   {}: its models are refused: {}".format(label, error))
+
+
+def _keras_3_and_tf_keras(environment, echo):
+    """TF >= 2.16 with Keras 3 and tf-keras both importable: the backend a model of each
+    gets (the model's Keras decides, not tf.keras / TF_USE_LEGACY_KERAS)."""
+    from .dispatch import choose_backend, why
+    from .environment import both_kerases, keras_label
+    for line, built in both_kerases(environment):
+        label = keras_label(built.keras, built.keras_version)
+        try:
+            backend = choose_backend(built)
+            echo("{:<14} {}: its models get backend {}  ({})".format(
+                line, label, backend, why(built, backend, line)))
+        except LookaheadError as error:
+            echo("{:<14} {}: its models are refused: {}".format(
+                line, label, str(error).split("\n")[0]))
 
 
 def demo(args, echo=print):

@@ -1,7 +1,8 @@
 """The dispatch table: which backend module serves which TensorFlow.
 
 A row is (backend, TF versions, Keras, Keras versions, execution mode). The
-Keras is the one that built the model: the one behind ``tf.keras``, or the
+Keras is the one that built the model: the one behind ``tf.keras``; the other one of
+Keras 3 (``import keras``) and tf-keras (``import tf_keras``) from TF 2.16; or the
 standalone ``keras`` package (2.2 / 2.3, with an engine of its own), for which
 the Keras version picks the row ("" means any). Keras 3 on JAX or PyTorch needs no
 TensorFlow: its rows have no TF versions. The first row that fits wins. Backends are
@@ -50,12 +51,18 @@ def _fits(row, environment):
             and environment.mode in row.modes)
 
 
-def why(environment, backend):
-    """One sentence: which row of the table chose ``backend`` for ``environment``."""
+def why(environment, backend, built_by=None):
+    """One sentence: which row of the table chose ``backend`` for ``environment``.
+
+    ``built_by`` ("import tf_keras") names the Keras that builds the model when that is
+    not ``tf.keras`` (TF >= 2.16 with both Keras 3 and tf-keras importable).
+    """
     row = next(r for r in TABLE if r.backend == backend)
     if environment.keras == env.KERAS_STANDALONE:
         keras = "the model is built by {} (in {})".format(
             env.keras_label(environment.keras, environment.keras_version), row.keras_versions)
+    elif built_by:
+        keras = "the model is built by {} ({})".format(built_by, environment.keras)
     else:
         keras = "tf.keras is {}".format(environment.keras)
     if environment.tf_version is None:
@@ -115,7 +122,9 @@ def _fix_for(environment):
                 "~/.keras/keras.json).".format(environment.keras_backend))
     if environment.keras == env.KERAS_3 and environment.mode == env.GRAPH:
         return ("Keras 3 has no graph mode. Remove tf.compat.v1.disable_eager_execution(), "
-                "or install tf-keras and set TF_USE_LEGACY_KERAS=1 to keep Keras 2 in graph mode.")
+                "or install tf-keras and set TF_USE_LEGACY_KERAS=1 to keep Keras 2 in graph mode "
+                "(a model built by `import keras` stays Keras 3 even then: build it with "
+                "tf.keras, or `import tf_keras as keras`).")
     return ("Install one of these TensorFlow versions (or switch execution mode) "
             "to use Lookahead.")
 

@@ -1,7 +1,10 @@
 """What TensorFlow is running: version, the Keras that builds the model, eager or graph.
 
-A process can import both ``keras`` (standalone Keras 2.2 / 2.3, its own engine on
-TF 1.x) and ``tf.keras``; the model decides which one counts (``model_keras``).
+A process can import two Kerases: ``keras`` (standalone Keras 2.2 / 2.3, its own
+engine on TF 1.x) beside ``tf.keras``; or, from TF 2.16, Keras 3 (``import keras``)
+beside tf-keras (``import tf_keras``), either of which ``tf.keras`` may be
+(TF_USE_LEGACY_KERAS). The model decides which one counts (``model_keras``,
+``model_flavour``).
 
 All version parsing of the library lives here (with ``packaging``); the dispatch
 table and the backends only compare the values this module produces.
@@ -13,11 +16,11 @@ from packaging.version import Version
 
 from .errors import UnsupportedEnvironmentError
 
-#: Names for the Keras that ``tf.keras`` resolves to.
+#: Names for the Keras that ``tf.keras`` resolves to, or that built the model.
 KERAS_BUNDLED = "tf.keras (bundled with TF)"   # TF 1.x - 2.5: tensorflow.python.keras
 KERAS_2 = "keras 2"                             # TF 2.6 - 2.15: the separate keras 2 package
-KERAS_TF_KERAS = "tf-keras"                     # TF >= 2.16 with TF_USE_LEGACY_KERAS=1
-KERAS_3 = "keras 3"                             # TF >= 2.16 default, TensorFlow backend
+KERAS_TF_KERAS = "tf-keras"                     # TF >= 2.16: TF_USE_LEGACY_KERAS=1, import tf_keras
+KERAS_3 = "keras 3"                             # TF >= 2.16 default / import keras, TF backend
 KERAS_3_JAX = "keras 3 (jax backend)"           # KERAS_BACKEND=jax: TensorFlow not needed
 KERAS_3_TORCH = "keras 3 (torch backend)"       # KERAS_BACKEND=torch: TensorFlow not needed
 KERAS_3_OTHER_BACKEND = "keras 3 ({} backend)"  # numpy / openvino: no training step to hook
@@ -25,6 +28,8 @@ KERAS_STANDALONE = "keras (standalone)"         # `import keras` < 2.4: Keras 2.
 
 #: Standalone Keras stopped at 2.3: keras 2.4+ is a wrapper of tf.keras, keras 2.6+ is tf.keras.
 LAST_STANDALONE = Version("2.4")
+#: TF 2.16 made Keras 3 its tf.keras; tf-keras (Keras 2) stays importable beside it.
+FIRST_KERAS_3_TF = Version("2.16")
 
 GRAPH = "graph"
 EAGER = "eager"
@@ -162,7 +167,7 @@ def _keras_flavour(tf):
         import tf_keras
         return KERAS_TF_KERAS, tf_keras.__version__
     import keras
-    if Version(keras.__version__).major >= 3:
+    if _is_keras_3(keras.__version__):
         return KERAS_3, keras.__version__
     return KERAS_2, keras.__version__
 
@@ -184,6 +189,21 @@ def keras_module(tf_version):
     return tf.keras
 
 
+def model_keras_module(model):
+    """The Keras package that built ``model``: ``tf_keras``, or ``keras`` (Keras 3, or
+    standalone Keras 2.2 / 2.3), else the one ``keras_module`` gives. Classes that go
+    into the model's own training (callbacks) must come from it: from TF 2.16
+    ``tf.keras`` may be the other one of Keras 3 and tf-keras (TF_USE_LEGACY_KERAS),
+    whose classes its fit does not take. Without a model: ``keras_module``'s."""
+    import importlib
+    flavour = model_flavour(model) if model is not None else None
+    if flavour is not None:
+        return importlib.import_module("tf_keras" if flavour[0] == KERAS_TF_KERAS else "keras")
+    if model is not None and model_keras(model):
+        return importlib.import_module("keras")
+    return keras_module(detect_environment(model).tf_version)
+
+
 def _built_by(package, model):
     return any(cls.__module__.split(".")[0] == package for cls in type(model).__mro__)
 
@@ -203,6 +223,56 @@ def model_keras(model):
                 return keras.__version__
             return None
     return None
+
+
+def _is_keras_3(version):
+    return Version(version).major >= 3
+
+
+def model_flavour(model):
+    """``(KERAS_TF_KERAS or KERAS_3, version)`` when ``model`` is built by tf-keras
+    (``import tf_keras``) or Keras 3 (``import keras``), else None (then ``tf.keras``,
+    or standalone Keras, is the model's Keras).
+
+    From TF 2.16 both can be importable; ``tf.keras`` is one of them (Keras 3, or
+    tf-keras with TF_USE_LEGACY_KERAS=1), and a model of the other one trains through
+    its own engine, so the model's classes decide, not ``tf.keras``.
+    """
+    if _built_by("tf_keras", model):
+        import tf_keras
+        return KERAS_TF_KERAS, tf_keras.__version__
+    if _built_by("keras", model):
+        import keras
+        # keras 2.x classes live in the `keras` package too (standalone 2.2 / 2.3:
+        # model_keras; 2.6 - 2.15: tf.keras itself): only Keras 3 is told apart here.
+        if _is_keras_3(keras.__version__):
+            return KERAS_3, keras.__version__
+    return None
+
+
+def both_kerases(environment):
+    """``[("import keras", Environment), ("import tf_keras", Environment)]``: what
+    ``detect`` sees for a model of Keras 3 and for one of tf-keras, when both are
+    importable beside TF >= 2.16 (``environment`` is ``detect_environment()``'s),
+    else ``[]``. Each model trains through its own Keras, whichever ``tf.keras`` is."""
+    import importlib
+    import importlib.util
+    if environment.tf_version is None or environment.tf_version < FIRST_KERAS_3_TF:
+        return []
+    found = []
+    for package, keras in (("keras", KERAS_3), ("tf_keras", KERAS_TF_KERAS)):
+        if importlib.util.find_spec(package) is None:
+            return []
+        try:
+            version = getattr(importlib.import_module(package), "__version__", None)
+        except Exception:    # broken by its neighbours; inject never sees its models either
+            return []
+        if not version or _is_keras_3(version) != (keras == KERAS_3):
+            return []
+        found.append(("import " + package, environment._replace(
+            keras=keras, keras_version=version,
+            keras_backend=_keras3_backend() if keras == KERAS_3 else None)))
+    return found
 
 
 def installed_standalone_keras(tf_version):
@@ -272,8 +342,11 @@ def detect_environment(model=None):
     tf = _import_tensorflow()
     tf_version = Version(tf.__version__)
     standalone = model_keras(model) if model is not None else None
+    flavour = model_flavour(model) if model is not None else None
     if standalone:
         keras, keras_version = KERAS_STANDALONE, standalone
+    elif flavour:
+        keras, keras_version = flavour
     else:
         keras, keras_version = _keras_flavour(tf)
     mode = EAGER if tf.executing_eagerly() else GRAPH

@@ -11,7 +11,7 @@ import numbers
 import weakref
 
 from . import dispatch, state
-from .environment import detect_environment, keras_label, keras_module
+from .environment import detect_environment, keras_label, model_keras_module
 from .errors import InvalidArgumentError, ModelNotReadyError
 
 # model -> (k, alpha) of its Lookahead, so a second inject on the same model is refused.
@@ -255,7 +255,9 @@ class Lookahead(object):
                 "sync_callback(at={!r}): at is 'epoch' or 'fit'.".format(at))
         lookahead = self
 
-        callbacks = keras_module(detect_environment(self.model).tf_version).callbacks
+        # The Callback of the Keras that built the model: beside TF 2.16+, tf.keras may be
+        # the other one of Keras 3 and tf-keras, whose callbacks the model's fit rejects.
+        callbacks = model_keras_module(self.model).callbacks
 
         class LookaheadSync(callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
@@ -320,8 +322,9 @@ def inject(model, k=5, alpha=0.5, backend="auto", optimizer_state="keep"):
 def detect(model=None, backend="auto"):
     """What ``inject(model)`` would see here: a dict with the TF version, the Keras
     that builds the model (without ``model``: the Keras behind ``tf.keras``; a model
-    built by standalone ``import keras`` 2.2 / 2.3 gets a backend of its own), the
-    execution mode, the backend ``inject`` picks, whether that
+    built by standalone ``import keras`` 2.2 / 2.3 gets a backend of its own, and from
+    TF 2.16 one of ``import keras`` (Keras 3) or ``import tf_keras`` that of its Keras,
+    whichever ``tf.keras`` is), the execution mode, the backend ``inject`` picks, whether that
     backend supports ``tf.distribute`` strategies, and the checkpoint formats that
     carry the Lookahead state (``la.save`` / ``la.load`` work everywhere).
 
