@@ -205,14 +205,19 @@ class Lookahead(object):
     def _check_built(self, lookahead_state):
         # A model without weights yet has nothing to put slow weights on: say how to get
         # them, rather than "the model has 0 trainable weights".
+        # (Keras 3's build(input_shape) of a subclassed model marks it built, weightless.)
         slow = lookahead_state.get("slow_weights") if isinstance(lookahead_state, dict) else None
-        if isinstance(slow, (list, tuple)) and slow and not self._weights() and not getattr(self.model, "built", True):
-            raise ModelNotReadyError(
-                "The model has no weights yet (it makes them at its first step, e.g. a "
-                "Sequential without an input shape or a subclassed model), so the {} slow "
-                "weights of this Lookahead state have nowhere to go. Build the model first "
-                "(model.build(input_shape), or call it on one batch, or start it with an "
-                "Input), then call la.load / la.set_state.".format(len(slow)))
+        if not (isinstance(slow, (list, tuple)) and slow) or self._weights():
+            return
+        if getattr(self.model, "built", True) and list(self.model.weights):
+            return      # all frozen: check_compatible says so
+        raise ModelNotReadyError(
+            "The model has no weights yet (it makes them at its first step, e.g. a "
+            "Sequential without an input shape or a subclassed model), so the {} slow "
+            "weights of this Lookahead state have nowhere to go. Build the model first: "
+            "call it on one batch (model.predict(x[:1])), or give it an input shape "
+            "(keras.Input, model.build(input_shape) for a Sequential); then call la.load / "
+            "la.set_state.".format(len(slow)))
 
     def save(self, path):
         """Write the state to the single file ``path`` (exactly that path)."""

@@ -310,6 +310,29 @@ def test_a_plain_file_loaded_into_an_injected_model_starts_lookahead_at_the_next
 
 
 @keras3_only
+@pytest.mark.parametrize("file", ["m.keras", "w.weights.h5"])
+def test_a_file_gives_an_injected_model_the_whole_pullback_state(file, tmp_path):
+    # optimizer_state="pullback" adds a momentum copy per weight to the state.
+    from lookahead_inject import inject
+    model = support.mlp(OPT, support.start_weights())
+    la = inject(model, k=K, alpha=ALPHA, optimizer_state="pullback")
+    for x, y in support.epoch_batches(*support.data(), epochs=3)[:7]:     # a sync at step 5
+        model.train_on_batch(x, y)
+    model.save(str(tmp_path / "m.keras"))
+    model.save_weights(str(tmp_path / "w.weights.h5"))
+    want = la.get_state()
+    resumed = support.mlp(OPT)
+    resumed_la = inject(resumed, k=K, alpha=ALPHA, optimizer_state="pullback")
+    resumed.optimizer.build(resumed.trainable_variables)
+    resumed.load_weights(str(tmp_path / file))
+    got = resumed_la.get_state()
+    assert got["step"] == want["step"] == 7
+    support.assert_close(got["slow_weights"], want["slow_weights"], "slow weights", atol=0)
+    support.assert_close(got["momentum_cache"], want["momentum_cache"], "momentum copies",
+                         atol=0)
+
+
+@keras3_only
 @pytest.mark.parametrize("problem", ["damaged", "other_k"])
 def test_a_lookahead_section_that_cannot_be_resumed_is_refused_with_the_fix(problem, tmp_path):
     import h5py
