@@ -333,6 +333,29 @@ def test_a_file_gives_an_injected_model_the_whole_pullback_state(file, tmp_path)
 
 
 @keras3_only
+def test_a_file_written_after_compile_with_a_new_optimizer_carries_the_state(tmp_path):
+    # The section moves to the optimizer compile() brings: the file takes it from there.
+    from lookahead_inject import inject
+    model = support.mlp(OPT, support.start_weights())
+    la = inject(model, k=K, alpha=ALPHA)
+    batches = support.epoch_batches(*support.data(), epochs=3)[:7]
+    for x, y in batches[:3]:
+        model.train_on_batch(x, y)
+    model.compile(optimizer=support.optimizer("adam"), loss="mse")
+    for x, y in batches[3:]:
+        model.train_on_batch(x, y)
+    model.save_weights(str(tmp_path / "w.weights.h5"))
+    want = la.get_state()
+    resumed = support.mlp("adam")
+    resumed_la = inject(resumed, k=K, alpha=ALPHA)
+    resumed.optimizer.build(resumed.trainable_variables)
+    resumed.load_weights(str(tmp_path / "w.weights.h5"))
+    assert resumed_la.step == want["step"] == 7
+    support.assert_close(resumed_la.get_state()["slow_weights"], want["slow_weights"],
+                         "slow weights", atol=0)
+
+
+@keras3_only
 @pytest.mark.parametrize("problem", ["damaged", "other_k"])
 def test_a_lookahead_section_that_cannot_be_resumed_is_refused_with_the_fix(problem, tmp_path):
     import h5py
