@@ -21,11 +21,12 @@ class InvalidArgumentError(LookaheadError, ValueError):
 
 class StateFileError(InvalidArgumentError):
     """``la.load``'s file is missing, empty, truncated, damaged, of another kind, or its
-    header lacks or garbles a field. ``path`` is the file's path."""
+    header lacks or garbles a field. ``path`` is the file's path; ``problem`` what is wrong
+    with it, in a few words."""
 
-    def __init__(self, message, path=None):
+    def __init__(self, message, path=None, problem=None):
         super().__init__(message)
-        self.path = path
+        self.path, self.problem = path, problem
 
 
 class ModelNotReadyError(LookaheadError, RuntimeError):

@@ -146,6 +146,7 @@ class Lookahead(object):
         module = dispatch.load_backend(name)
         module.check(model)
         self._attachment = module.attach(model, self.k, self.alpha, self.optimizer_state)
+        self._attachment.bind(self.get_state, self.set_state, self._weight_specs)
         self.model, self.backend = model, name
         _INJECTED[model] = (self.k, self.alpha)
         return self
@@ -191,6 +192,7 @@ class Lookahead(object):
         """Restore what ``get_state`` returned; refuses a state of another model, k,
         alpha or optimizer_state."""
         attachment = self._bound()
+        self._check_built(lookahead_state)
         slow, step, momentum = state.checked_values(lookahead_state, self.k, self.alpha,
                                                     self._weight_specs(), self.optimizer_state)
         variables, weights = attachment.variables, self._weights()
@@ -199,6 +201,23 @@ class Lookahead(object):
         attachment.write([variables.slow_for(w) for w in weights] + copies + [variables.step],
                          slow + momentum + [step])
         attachment.state_written()
+
+    def _check_built(self, lookahead_state):
+        # A model without weights yet has nothing to put slow weights on: say how to get
+        # them, rather than "the model has 0 trainable weights".
+        # (Keras 3's build(input_shape) of a subclassed model marks it built, weightless.)
+        slow = lookahead_state.get("slow_weights") if isinstance(lookahead_state, dict) else None
+        if not (isinstance(slow, (list, tuple)) and slow) or self._weights():
+            return
+        if getattr(self.model, "built", True) and list(self.model.weights):
+            return      # all frozen: check_compatible says so
+        raise ModelNotReadyError(
+            "The model has no weights yet (it makes them at its first step, e.g. a "
+            "Sequential without an input shape or a subclassed model), so the {} slow "
+            "weights of this Lookahead state have nowhere to go. Build the model first: "
+            "call it on one batch (model.predict(x[:1])), or give it an input shape "
+            "(keras.Input, model.build(input_shape) for a Sequential); then call la.load / "
+            "la.set_state.".format(len(slow)))
 
     def save(self, path):
         """Write the state to the single file ``path`` (exactly that path)."""

@@ -39,6 +39,7 @@ must not need it (see lookahead.py); every caller here has a model, so TF's nump
 
 import binascii
 import hashlib
+import io
 import json
 import math
 import numbers
@@ -131,6 +132,35 @@ def save(path, state, like):
     Either ``path`` holds the complete new state afterwards or, whatever happened
     (exception, Ctrl-C, full disk, ``kill -9``), it still holds what it held before.
     """
+    parts = _parts(state, like)
+    target = os.path.realpath(os.fspath(path))     # through a symlink: keep the link
+    folder, name = os.path.split(target)
+    temp, out = _create_temp(folder, name)
+    try:
+        with out:
+            for part in parts:
+                out.write(part)
+            out.flush()
+            os.fsync(out.fileno())
+        _keep_mode(target, temp)
+        os.replace(temp, target)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def to_bytes(state, like):
+    """``state`` in the file format ``save`` writes, as bytes (Keras 3 files carry them in
+    a section of their own: backends/_keras3_files.py)."""
+    return b"".join(bytes(part) for part in _parts(state, like))
+
+
+def _parts(state, like):
+    """The pieces of the file, in order, the SHA-256 of all others last."""
     import numpy as np
     option = state.get("optimizer_state", "keep")
     check_compatible(state, state.get("k"), state.get("alpha"), like, option)
@@ -147,29 +177,12 @@ def save(path, state, like):
         header.update(optimizer_state=option, momentum_cache=len(momentum))
     arrays += momentum
     header = json.dumps(header, sort_keys=True).encode("utf-8")
-
-    target = os.path.realpath(os.fspath(path))     # through a symlink: keep the link
-    folder, name = os.path.split(target)
-    temp, out = _create_temp(folder, name)
-    try:
-        with out:
-            digest = hashlib.sha256()
-            for part in [MAGIC, _LENGTH.pack(len(header)), header] + \
-                    [a.reshape(-1).view(np.uint8) for a in arrays]:
-                digest.update(part)
-                out.write(part)
-            out.write(digest.digest())
-            out.flush()
-            os.fsync(out.fileno())
-        _keep_mode(target, temp)
-        os.replace(temp, target)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    _fsync_folder(folder)
+    parts = [MAGIC, _LENGTH.pack(len(header)), header] + \
+        [a.reshape(-1).view(np.uint8) for a in arrays]
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return parts + [digest.digest()]
 
 
 def _little_endian(array):
@@ -251,9 +264,15 @@ def load(path):
         raise _error(path, "cannot read it: {}".format(error.strerror or error)) from None
 
 
+def from_bytes(data, where):
+    """The state in ``data`` (what ``to_bytes`` made); ``where`` names it in the
+    ``StateFileError`` that a damaged one raises (its ``problem`` says what is wrong)."""
+    return _read(where, io.BytesIO(data), len(data))
+
+
 def _error(path, problem):
     return StateFileError("Cannot load the Lookahead state file {!r}: {}. Load a file that "
-                          "la.save() wrote.".format(path, problem), path)
+                          "la.save() wrote.".format(path, problem), path, problem)
 
 
 def _read(path, source, size):

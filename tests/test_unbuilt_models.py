@@ -92,3 +92,43 @@ def test_a_model_with_nothing_trainable_once_built_is_refused_at_its_first_step(
         model.fit(x, y, batch_size=harness.BATCH, epochs=1, verbose=0)
     # The library's message comes first, not AutoGraph's account of where it was raised.
     assert str(error.value).startswith("The model has no trainable weights once built")
+
+
+def saved_state(tmp_path):
+    """(state, path of its la.save file) of a built model trained 4 steps."""
+    model = harness.mlp("momentum", harness.start_weights())
+    la = inject(model, k=3, alpha=0.5)
+    for x, y in harness.epoch_batches(*harness.data())[:4]:
+        model.train_on_batch(x, y)
+    path = str(tmp_path / "lookahead_state")
+    la.save(path)
+    return la.get_state(), path
+
+
+def restore(la, how, lookahead_state, path):
+    if how == "set_state":
+        la.set_state(lookahead_state)
+    else:
+        la.load(path)
+
+
+@pytest.mark.parametrize("build", sorted(BUILDS))
+@pytest.mark.parametrize("how", ["set_state", "load"])
+def test_a_state_restored_before_the_model_has_weights_is_refused_with_the_fix(
+        build, how, tmp_path):
+    lookahead_state, path = saved_state(tmp_path)
+    la = inject(unbuilt(build, "momentum", None), k=3, alpha=0.5)
+    with pytest.raises(ModelNotReadyError, match=r"has no weights yet .* Build the model first"):
+        restore(la, how, lookahead_state, path)
+
+
+@pytest.mark.parametrize("build", sorted(BUILDS))
+def test_a_state_restored_once_the_model_is_built_is_its_state(build, tmp_path):
+    lookahead_state, path = saved_state(tmp_path)
+    model = unbuilt(build, "momentum", None)
+    la = inject(model, k=3, alpha=0.5)
+    model.predict(harness.data()[0][:1], verbose=0)
+    restore(la, "load", lookahead_state, path)
+    assert la.step == lookahead_state["step"]
+    harness.assert_trajectories_equal([la.get_state()["slow_weights"]],
+                                      [lookahead_state["slow_weights"]], atol=0)

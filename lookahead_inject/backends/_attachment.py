@@ -27,6 +27,14 @@ class Attachment(object):
         self.read, self.write, self.run = read, write, run
         self.detach, self.state_written = detach, state_written
         self._sync_now = sync_now
+        #: The handle's (get_state, set_state, weight specs), see ``bind``.
+        self.handle_state = None
+
+    def bind(self, get_state, set_state, weight_specs):
+        """Told by the ``Lookahead`` handle once attached: its own state functions, for a
+        backend whose model files carry the state (Keras 3: ``_keras3_files``), so that no
+        backend imports the handle's module."""
+        self.handle_state = (get_state, set_state, weight_specs)
 
     def trainable_weights(self):
         return trainable_weights(self.model)

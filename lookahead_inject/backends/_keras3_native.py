@@ -17,7 +17,7 @@ one design.
 The optimizer's file sections (``.keras``, ``.weights.h5``) leave these variables
 out, so files written with and without Lookahead load into each other with the
 optimizer's own state (Keras skips all of it, with only a warning, when the
-variable counts differ). The Lookahead state travels in ``la.save``.
+variable counts differ). The Lookahead state has a section of its own (``_keras3_files``).
 
 Before the optimizer is built, and between a ``compile()`` and the new
 optimizer's build, the values wait in ``Holder``s; each build moves them into

@@ -9,13 +9,16 @@ carries the Lookahead sync (see ``_optimizer_hook``). The sync works on the
 
 import tensorflow as tf
 
-from . import _optimizer_hook
+from . import _keras3_files, _optimizer_hook
 
 #: Lookahead under a tf.distribute strategy: the sync runs in cross-replica context.
 DISTRIBUTE = True
 
-#: Checkpoint formats that carry the Lookahead state by themselves (tests/test_state.py).
-CHECKPOINT_FORMATS = ("tf.train.Checkpoint(model=model, optimizer=model.optimizer)",)
+#: Checkpoint formats that carry the Lookahead state by themselves (tests/test_state.py,
+#: tests/test_keras3_keras_files.py; Keras' own files: _keras3_files).
+CHECKPOINT_FORMATS = ("tf.train.Checkpoint(model=model, optimizer=model.optimizer)",
+                      ".keras (model.save, ModelCheckpoint)",
+                      ".weights.h5 (save_weights, ModelCheckpoint, BackupAndRestore)")
 
 METHOD = "apply"
 
@@ -31,9 +34,10 @@ def check(model):
 
 
 def attach(model, k, alpha, optimizer_state="keep"):
-    return _optimizer_hook.attach(model, model.distribute_strategy, _backing_tf_variable, k, alpha,
-                                  METHOD, innermost, _trained_variables, _retrace, _update_count,
-                                  optimizer_state)
+    attachment = _optimizer_hook.attach(model, model.distribute_strategy, _backing_tf_variable,
+                                        k, alpha, METHOD, innermost, _trained_variables, _retrace,
+                                        _update_count, optimizer_state)
+    return _keras3_files.install(model, attachment)
 
 
 def _update_count(optimizer):

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from keras import ops
 
-from . import _keras3_native
+from . import _keras3_files, _keras3_native
 from ._keras3_native import START_ALL, START_JOINING, START_NONE
 
 #: Lookahead under keras.distribution (DataParallel): the packed slow weights are laid
@@ -28,9 +28,10 @@ from ._keras3_native import START_ALL, START_JOINING, START_NONE
 #: weights) and updated in the same jitted step.
 DISTRIBUTE = True
 
-#: Files that carry the Lookahead state by themselves: none (.keras and .weights.h5
-#: carry the optimizer's own state without it; la.save carries it).
-CHECKPOINT_FORMATS = ()
+#: Files that carry the Lookahead state by themselves (in a section of their own, beside
+#: the optimizer's: _keras3_files).
+CHECKPOINT_FORMATS = (".keras (model.save, ModelCheckpoint)",
+                      ".weights.h5 (save_weights, ModelCheckpoint, BackupAndRestore)")
 
 
 def check(model):
@@ -38,7 +39,8 @@ def check(model):
 
 
 def attach(model, k, alpha, optimizer_state="keep"):
-    return _keras3_native.attach(model, k, alpha, optimizer_state, _Jax)
+    return _keras3_files.install(
+        model, _keras3_native.attach(model, k, alpha, optimizer_state, _Jax))
 
 
 class _Jax(object):

@@ -13,14 +13,16 @@ The sync itself is done in place with torch's multi-tensor ops (``_sync_in_place
 import torch
 from keras import ops
 
-from . import _keras3_native, _optimizer_state
+from . import _keras3_files, _keras3_native, _optimizer_state
 from ._keras3_native import START_ALL, START_JOINING, START_NONE
 
 #: No torch.distributed support is tested: one process only (README "Keras 3 on JAX and PyTorch").
 DISTRIBUTE = False
 
-#: Files that carry the Lookahead state by themselves: none (la.save carries it).
-CHECKPOINT_FORMATS = ()
+#: Files that carry the Lookahead state by themselves (in a section of their own, beside
+#: the optimizer's: _keras3_files).
+CHECKPOINT_FORMATS = (".keras (model.save, ModelCheckpoint)",
+                      ".weights.h5 (save_weights, ModelCheckpoint, BackupAndRestore)")
 
 
 def check(model):
@@ -28,7 +30,8 @@ def check(model):
 
 
 def attach(model, k, alpha, optimizer_state="keep"):
-    return _keras3_native.attach(model, k, alpha, optimizer_state, _Torch)
+    return _keras3_files.install(
+        model, _keras3_native.attach(model, k, alpha, optimizer_state, _Torch))
 
 
 class _Torch(object):

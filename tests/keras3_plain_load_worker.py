@@ -1,0 +1,55 @@
+"""Loads Keras 3 files written with Lookahead into plain models, in a process that never
+imports lookahead_inject (see test_keras3_keras_files.py): what a user without the
+library gets from them. Keras 3 on any backend (TensorFlow, JAX, PyTorch).
+
+    python keras3_plain_load_worker.py DIR
+
+DIR holds m.keras and w.weights.h5. Each way of loading them (keras.saving.load_model of
+m.keras; load_weights of m.keras and of w.weights.h5 into a plain model with a built
+optimizer) is recorded in DIR/plain_loads.npz: the weights, the optimizer's variables,
+and the text of every warning the load gave.
+"""
+
+import os
+import sys
+import warnings
+
+import numpy as np
+
+import keras3_support as support
+
+DIR = sys.argv[1]
+WAYS = ("load_model_keras", "load_weights_keras", "load_weights_weights_h5")
+
+
+def load(way):
+    import keras
+    if way == "load_model_keras":
+        return keras.saving.load_model(os.path.join(DIR, "m.keras"))
+    model = support.mlp("momentum")
+    # Keras 3 loads an optimizer's saved variables only into a built optimizer.
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(os.path.join(DIR, "m.keras" if way == "load_weights_keras"
+                                    else "w.weights.h5"))
+    return model
+
+
+def main():
+    from keras import ops
+    out = {}
+    for way in WAYS:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = load(way)
+        for i, value in enumerate(model.get_weights()):
+            out["{}/weight_{}".format(way, i)] = value
+        for i, variable in enumerate(model.optimizer.variables):
+            out["{}/optimizer_{}".format(way, i)] = np.array(ops.convert_to_numpy(variable.value))
+        out["{}/warnings".format(way)] = np.array([str(w.message) for w in caught] or [""])
+    if "lookahead_inject" in sys.modules:
+        raise SystemExit("lookahead_inject was imported: this worker must load without it")
+    np.savez(os.path.join(DIR, "plain_loads.npz"), **out)
+
+
+if __name__ == "__main__":
+    main()
