@@ -5,7 +5,7 @@ On JAX the training step is a pure function of its state: Keras threads the
 model's and the optimizer's variables through it (``stateless_apply``) and writes
 them back only when asked (``jax_state_sync``). A variable outside that state would
 be read once at trace time and its updates dropped. So the slow weights, the step
-counter and the "joining" flag are variables of the optimizer that takes the step
+counter and the "pending" flags are variables of the optimizer that takes the step
 (the inner one of a LossScaleOptimizer), added with ``add_variable_from_reference``
 / ``add_variable`` when it is built (on JAX the slow copies of all weights of one
 dtype share one array, ``Segment``: each array of the step's state costs dispatch),
@@ -21,13 +21,19 @@ variable counts differ). The Lookahead state has a section of its own (``_keras3
 
 Before the optimizer is built, and between a ``compile()`` and the new
 optimizer's build, the values wait in ``Holder``s; each build moves them into
-variables of the optimizer (``settle``), and a weight without a slow copy yet
-joins: it takes its slow copy at the first step it is trained in.
+variables of the optimizer (``settle``).
+
+When a slow copy is taken: a weight is pending (its flag in the ``pending`` vector,
+one per trained weight, is 1; at step 0 every weight is) until the first step that
+trains it, which takes its copy from its value before the update. A weight is
+pending when it is new to the optimizer, and again when a ``compile()`` finds it
+frozen (``compiled``). A step that leaves a weight out leaves its weight, its copy
+and its flag alone, at a sync too.
 
 The per-platform part (``Platform``) decides how a step chooses its branch: JAX
 inside the traced step (while loops of 0 or 1 trips, which leave the weights in
 place when they do not run), PyTorch in Python from host-side copies of the counter
-(no device-to-host read per step).
+and the flags (no device-to-host read per step).
 """
 
 import numpy as np
@@ -37,11 +43,7 @@ from . import _attachment, _ops_rule, _optimizer_state
 from ._attachment import Attachment, all_or_nothing, trainable_weights
 from ._wrapped import innermost
 
-STEP, JOINING = ("step",), ("joining",)
-
-#: What a step starts (``branch``): 0 nothing, 1 the slow copies of the weights that
-#: joined at the optimizer's build, 2 all of them (the step counter is 0).
-START_NONE, START_JOINING, START_ALL = 0, 1, 2
+STEP, PENDING = ("step",), ("pending",)
 
 
 class Holder(object):
@@ -89,12 +91,14 @@ class NativeLookahead(object):
     def __init__(self, model, k, alpha, optimizer_state, platform):
         self.model, self.k, self.alpha = model, k, alpha
         self.optimizer_state, self.platform = optimizer_state, platform
-        self._holders = {STEP: Holder(np.int32(0)), JOINING: Holder(np.int32(0))}
-        #: The weights the settled optimizer trains, in its order.
+        self._holders = {STEP: Holder(np.int32(0)), PENDING: Holder(np.zeros(0, np.int32))}
+        #: The weights the settled optimizer trains, in its order (the ``pending`` order).
         self.trained = []
+        self._position = {}        # id of a trained weight -> its index in `trained`
+        #: The weights the last compile() made trainable (None: none since inject, or
+        #: the model was not built then).
+        self.compiled_trainable = None
         self.optimizer = None      # the optimizer whose variables hold the state
-        self._joining = frozenset()   # ids of the weights that joined at the last settle
-        self._last_step = None     # ids of the weights the last (torch) step trained
         self._in_step = (None, None)
         self._ours = []            # the variables added to `optimizer`
         self.packed = []           # PACKED platforms: the arrays of the slow copies
@@ -106,9 +110,22 @@ class NativeLookahead(object):
         return self._holders[STEP]
 
     @property
-    def joining_flag(self):
-        """1 while the weights that joined at the last settle await their slow copies."""
-        return self._holders[JOINING]
+    def pending(self):
+        """Per trained weight, 1 while it awaits its slow copy (see the module's doc)."""
+        return self._holders[PENDING]
+
+    def waiting(self, step, pending):
+        """Ids of the trained weights a step that trains them takes the slow copies of,
+        from values of ``step`` and ``pending``."""
+        return frozenset(id(w) for w, flag in zip(self.trained, pending) if flag or not step)
+
+    def pending_flags(self, waiting):
+        """The ``pending`` value for the ids ``waiting``."""
+        return np.asarray([id(w) in waiting for w in self.trained], np.int32)
+
+    def positions(self, weights):
+        """Indices of ``weights`` (trained ones) in ``trained``."""
+        return [self._position[id(w)] for w in weights]
 
     def slow_for(self, weight):
         return self._holder(("slow", id(weight)), weight)
@@ -122,12 +139,29 @@ class NativeLookahead(object):
         return self._holders[key]
 
     def mark_trained(self, weights):
-        """``weights`` hold valid slow copies (set from outside): none joins any more."""
+        """``weights`` hold valid slow copies (set from outside): none is pending any more."""
         for weight in weights:
             self.slow_for(weight)
         if self.optimizer is None:
-            self.trained = list(weights)
-        self.write([self.joining_flag], [np.int32(0)])
+            self._set_trained(weights)
+        self.write([self.pending], [self.pending_flags(())])
+
+    def _set_trained(self, weights):
+        self.trained = list(weights)
+        self._position = dict((id(w), i) for i, w in enumerate(self.trained))
+
+    def compiled(self, trainable):
+        """A ``compile()`` made ``trainable`` the model's trainable weights (None: it
+        could not tell, the model not being built): a trained weight it found frozen
+        takes a new slow copy at the next step that trains it."""
+        self.compiled_trainable = trainable
+        if trainable is None or not self.trained:
+            return
+        kept = set(id(w) for w in trainable)
+        step, pending = self.read([self.step, self.pending])
+        waiting = self.waiting(step, pending) | set(
+            id(w) for w in self.trained if id(w) not in kept)
+        self.write([self.pending], [self.pending_flags(waiting)])
 
     # -- values now ------------------------------------------------------------
 
@@ -146,18 +180,21 @@ class NativeLookahead(object):
         self.platform.written(self)
 
     def sync_now(self):
-        """``Lookahead.sync()``: the in-step rule (``_ops_rule.pull_together``), now."""
-        weights = self.trained
+        """``Lookahead.sync()``: the in-step rule (``_ops_rule.pull_together``), now, on
+        the weights the last compile() made trainable that hold slow copies."""
+        trainable = (self.compiled_trainable if self.compiled_trainable is not None
+                     else trainable_weights(self.model))
+        chosen = set(id(w) for w in trainable)
+        step, pending = self.read([self.step, self.pending])
+        waiting = self.waiting(step, pending)
+        weights = [w for w in self.trained if id(w) in chosen and id(w) not in waiting]
+        if not weights:
+            return
         slow = [self.slow_for(w) for w in weights]
         values = [ops.convert_to_tensor(v) for v in self.read(weights + slow)]
         pulled = _ops_rule.pull_together(values[:len(weights)], values[len(weights):], self.alpha)
         pulled = [self.platform.to_numpy(p) for p in pulled]
         self.write(weights + slow, pulled + pulled)
-
-    def unpacked(self, packed_values):
-        """Per trained weight, its slow copy in ``packed_values`` (values of ``packed``)."""
-        segments = [self.slow_for(w) for w in self.trained]
-        return [s.of(packed_values[s.position]) for s in segments]
 
     def repacked(self, packed_values, weights, slow_values):
         """``packed_values`` with the slow copies of ``weights`` set to ``slow_values``."""
@@ -176,8 +213,9 @@ class NativeLookahead(object):
             return
         self.unsettle()
         weights = list(optimizer._trainable_variables)
-        joining = _attachment.joining(self.trained, weights)
-        keys = [STEP, JOINING] + [("slow", id(w)) for w in weights]
+        new = set(id(w) for w in _attachment.joining(self.trained, weights))
+        flags = dict(zip((id(w) for w in self.trained), self.pending.value))
+        keys = [STEP, PENDING] + [("slow", id(w)) for w in weights]
         sources = [None, None] + list(weights)
         if self.optimizer_state == _optimizer_state.PULLBACK:
             keys += [("momentum", id(w)) for w in weights]
@@ -186,14 +224,12 @@ class NativeLookahead(object):
             if weight is not None:
                 self._holder(key, weight)
         values = [self._holders[key].value for key in keys]
-        step = int(values[0])
-        # Weights that join after the first step take their slow copies at the next
-        # step (at step 0 every weight takes its copy anyway).
-        values[1] = np.int32(1 if joining and step else 0)
+        values[1] = np.asarray([1 if id(w) in new else flags[id(w)] for w in weights],
+                               np.int32)
         made = [optimizer.add_variable((), initializer="zeros", dtype="int32",
                                        name="lookahead_step"),
-                optimizer.add_variable((), initializer="zeros", dtype="int32",
-                                       name="lookahead_joining")]
+                optimizer.add_variable((len(weights),), initializer="zeros", dtype="int32",
+                                       name="lookahead_pending")]
         packed = self.platform.PACKED and bool(weights)
         per_weight = [i for i, key in enumerate(keys) if i >= 2 and
                       not (packed and key[0] == "slow")]
@@ -206,9 +242,8 @@ class NativeLookahead(object):
         if packed:
             self._pack(optimizer, weights, values[2:2 + len(weights)])
             made += self.packed
-        self.optimizer, self.trained = optimizer, weights
-        self._joining = frozenset(id(w) for w in joining)
-        self._last_step, self._in_step = None, (None, None)
+        self.optimizer, self._in_step = optimizer, (None, None)
+        self._set_trained(weights)
         self._ours = made
         self.platform.written(self)
 
@@ -255,24 +290,13 @@ class NativeLookahead(object):
     # -- the training step -----------------------------------------------------
 
     def variables_in_step(self, passed=None):
-        """(weights, slow, momentum copies, optimizer slots, step, joining) variables, for
+        """(weights, slow, momentum copies, optimizer slots, step, pending) variables, for
         the weights ``passed`` to apply (None: all the optimizer was built on)."""
         key = None if passed is None else tuple(id(w) for w in passed)
         if self._in_step[0] != key or self._in_step[1] is None:
             self._in_step = (key, self._variables_in_step(
                 self.trained if passed is None else list(passed)))
         return self._in_step[1]
-
-    def newcomers(self, weights):
-        """Ids of ``weights`` the last step did not train (PyTorch: an optimizer compiled
-        again after freezing or unfreezing is handed a changing subset)."""
-        ids = tuple(id(w) for w in weights)
-        if ids == self._last_step:
-            return frozenset()
-        before = set(self._last_step if self._last_step is not None
-                     else (id(w) for w in self.trained))
-        self._last_step = ids
-        return frozenset(i for i in ids if i not in before)
 
     def _variables_in_step(self, weights):
         slow = [self._holders[("slow", id(w))] for w in weights]
@@ -282,27 +306,18 @@ class NativeLookahead(object):
             slots = [s for ws in _optimizer_state.slots_of(self.optimizer, weights) for s in ws]
         elif self.optimizer_state == _optimizer_state.RESET:
             slots = [s for ws in _optimizer_state.slots_of(self.optimizer, weights) for s in ws]
-        return weights, slow, momentum, slots, self.step, self.joining_flag
+        return weights, slow, momentum, slots, self.step, self.pending
 
-    def branch(self, start, sync, weights=None, joining=None):
-        """The step's work for one (start, sync) choice on ``weights`` (all the optimizer
-        trains), as a function of values: (fast before the update, fast after, slow,
-        momentum copies, slots) -> (fast, slow, momentum copies, slots). ``joining``:
-        the ids that take their slow copies at START_JOINING (those that joined at the
-        optimizer's build)."""
-        weights = self.trained if weights is None else weights
-        ids = self._joining if joining is None else joining
-        joining = set(i for i, w in enumerate(weights) if id(w) in ids)
-        alpha, option = self.alpha, self.optimizer_state
+    def branch(self, starting, sync, weights):
+        """The step's work on ``weights`` for one choice, as a function of values: (fast
+        before the update, fast after, slow, momentum copies, slots) -> (fast, slow,
+        momentum copies, slots). ``starting``: the ids whose slow copies it takes."""
+        taking = [id(w) in starting for w in weights]
+        alpha = self.alpha
 
         def run(operands):
             before, fast, slow, momentum, slots = operands
-            if start == START_ALL:
-                slow = list(before)
-            elif start == START_JOINING:
-                slow = [before[i] if i in joining else s for i, s in enumerate(slow)]
-            else:
-                slow = list(slow)
+            slow = [b if take else s for b, s, take in zip(before, slow, taking)]
             if sync:
                 fast = _ops_rule.pull_together(fast, slow, alpha)
                 slow = list(fast)
@@ -319,13 +334,13 @@ class NativeLookahead(object):
             momentum = list(slots)
         return list(momentum), list(slots)
 
-    def pulled_packed(self, fast, packed_values):
-        """(fast, packed values) after a sync of the trained weights, their slow copies
+    def pulled_packed(self, weights, fast, packed_values):
+        """(fast, packed values) after a sync of ``weights``, their slow copies
         packed: each weight is pulled and written into its segment in turn, which XLA
         does in place (reading every segment before writing any copied the packed
         arrays: a sync of the 1.3 M-parameter MLP took ~0.7 ms more)."""
         fast, packed_values = list(fast), list(packed_values)
-        for i, weight in enumerate(self.trained):
+        for i, weight in enumerate(weights):
             segment = self.slow_for(weight)
             j = segment.position
             fast[i] = _ops_rule.pull_together([fast[i]], [segment.of(packed_values[j])],
@@ -360,6 +375,7 @@ def attach(model, k, alpha, optimizer_state, platform):
             hooks.unhook()
             try:
                 original_compile(*args, **kwargs)
+                lookahead.compiled(trainable_weights(model) if model.built else None)
             finally:
                 hooks.hook()
                 platform.retrace(model)

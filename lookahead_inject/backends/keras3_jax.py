@@ -5,14 +5,17 @@ threads it through the jitted, stateless training step. The sync runs inside tha
 step in a while loop of 0 or 1 trips on the traced counter, so a step that does
 not sync runs no per-weight work and copies nothing (see ``_when``).
 
-The start (the slow copies, at the first step and when a weight joins) is known in
-Python, so it is taken outside the step: the train function is wrapped, and a call
-that starts first puts copies of the weights into the state it hands on. Inside
-the step a start would keep the weights as they were before the update, which
-costs a copy of every weight at every step (XLA copies a while loop's operands that
-the update then overwrites; 3.2 MB per step of the 1.3 M-parameter MLP). An
-``apply`` outside the wrapped train function (a loop of the user's own) takes the
-start in the step, from the counter.
+The start (the slow copies of the pending weights) is taken outside the step in
+fit and train_on_batch: the train function is wrapped, and a call that starts first
+puts copies of the weights into the state it hands on. Inside the step a start
+would keep the weights as they were before the update, which costs a copy of every
+weight at every step (XLA copies a while loop's operands that the update then
+overwrites; 3.2 MB per step of the 1.3 M-parameter MLP). Which weights are pending
+is read from the variables once per fit / train_on_batch call, when it makes its
+train function: only a step whose results became the variables' values counts. An
+``apply`` outside the wrapped train function (a loop of the user's own, which may be
+traced and its results kept or not) takes the start in the step, from the counter
+and the flags.
 """
 
 import jax
@@ -21,7 +24,6 @@ import numpy as np
 from keras import ops
 
 from . import _keras3_files, _keras3_native
-from ._keras3_native import START_ALL, START_JOINING, START_NONE
 
 #: Lookahead under keras.distribution (DataParallel): the packed slow weights are laid
 #: out as the distribution lays out the optimizer's variables (on every device, like the
@@ -59,9 +61,8 @@ class _Jax(object):
 
     @staticmethod
     def written(lookahead):
-        step, joining = lookahead.read([lookahead.step, lookahead.joining_flag])
-        lookahead.host_start = (START_ALL if int(step) == 0 else
-                                START_JOINING if int(joining) else START_NONE)
+        step, pending = lookahead.read([lookahead.step, lookahead.pending])
+        lookahead.host_waiting = lookahead.waiting(step, pending)
 
     @staticmethod
     def hook_model(model, lookahead, undo):
@@ -70,6 +71,9 @@ class _Jax(object):
         original = model.make_train_function
 
         def make_train_function(force=False):
+            # fit and train_on_batch call this first: a loop of the user's own since the
+            # last call may have written the counter and the flags back, or not.
+            _Jax.written(lookahead)
             result = original(force)
             function = model.train_function
             if function is not None and not getattr(function, "takes_lookahead_start", False):
@@ -93,13 +97,14 @@ class _Jax(object):
 
     @staticmethod
     def step(lookahead, optimizer, original_apply, grads, trainable_variables):
-        weights, slow, momentum, slots, step, joining = lookahead.variables_in_step()
+        weights, slow, momentum, slots, step, pending = lookahead.variables_in_step(
+            None if trainable_variables is None else list(trainable_variables))
         packed, count = lookahead.packed, step.value
         if lookahead.in_train_function:
             # The wrapped train function took the start before this step.
             packed_values = [array.value for array in packed]
         else:
-            packed_values = _start_in_step(lookahead, weights, count, joining)
+            packed_values = _start_in_step(lookahead, weights, count, pending)
         counted = optimizer.gradient_accumulation_steps
         updates_before = ops.convert_to_tensor(optimizer.iterations) if counted else None
         result = original_apply(grads, trainable_variables)
@@ -112,7 +117,7 @@ class _Jax(object):
 
         def pull_together(values):
             fast, packed_now, momentum_values, slot_values = values
-            fast, packed_now = lookahead.pulled_packed(fast, packed_now)
+            fast, packed_now = lookahead.pulled_packed(weights, fast, packed_now)
             momentum_values, slot_values = lookahead.synced_slots(momentum_values, slot_values)
             return fast, packed_now, momentum_values, slot_values
 
@@ -129,9 +134,9 @@ class _Jax(object):
 def _starting(model, lookahead, train_function):
     """``train_function`` that first takes a pending start into the state it is given."""
     def train_function_taking_start(state, data):
-        if lookahead.host_start != START_NONE:
+        if lookahead.host_waiting:
             state = _started(model, lookahead, state)
-            lookahead.host_start = START_NONE
+            lookahead.host_waiting = frozenset()
         lookahead.in_train_function = True
         try:
             return train_function(state, data)
@@ -151,8 +156,7 @@ def _started(model, lookahead, state):
         weights.update((id(v), value) for v, value in zip(variables, values))
     position = dict((id(v), i) for i, v in enumerate(model.optimizer.variables))
     optimizer_values = list(optimizer_values)
-    joined = lookahead._joining if lookahead.host_start == START_JOINING else None
-    starting = [w for w in lookahead.trained if joined is None or id(w) in joined]
+    starting = [w for w in lookahead.trained if id(w) in lookahead.host_waiting]
     # A weight that is not the model's (trained by a custom train_step) is not in the
     # state, and fit does not purge its value.
     values = [weights[id(w)] if id(w) in weights else w.value for w in starting]
@@ -160,32 +164,31 @@ def _started(model, lookahead, state):
     for array, value in zip(lookahead.packed,
                             lookahead.repacked(packed_values, starting, values)):
         optimizer_values[position[id(array)]] = value
-    joining = position[id(lookahead.joining_flag)]
-    optimizer_values[joining] = jnp.zeros_like(optimizer_values[joining])
+    flags = position[id(lookahead.pending)]
+    optimizer_values[flags] = jnp.zeros_like(optimizer_values[flags])
     return trainable, non_trainable, optimizer_values, metrics
 
 
-def _start_in_step(lookahead, weights, count, joining):
-    """The start inside the (traced) step, chosen by the counter and the joining flag:
-    the packed slow values for the update. A start copies the weights as they are
-    before the update (a copy kept for after it could not be updated in place)."""
-    start = ops.where(ops.equal(count, 0), START_ALL,
-                      ops.where(ops.greater(joining.value, 0), START_JOINING, START_NONE))
+def _start_in_step(lookahead, weights, count, pending):
+    """The start inside the (traced) step, chosen by the counter and the flags: the
+    packed slow values for the update, the slow copies of the pending ``weights``
+    taken. A start copies the weights as they are before the update (a copy kept for
+    after it could not be updated in place)."""
+    waiting = ops.where(ops.equal(count, 0), ops.ones_like(pending.value), pending.value)
+    in_step = np.zeros(len(lookahead.trained), np.int32)
+    in_step[lookahead.positions(weights)] = 1
+    taking = ops.take(waiting, lookahead.positions(weights))
     before = [w.value for w in weights]
-    starts = [lookahead.branch(START_JOINING, 0), lookahead.branch(START_ALL, 0)]
 
     def take(packed_values):
-        slow_values = jax.lax.switch(
-            ops.cast(start - 1, "int32"),
-            [lambda operands, run=run: run(operands)[1] for run in starts],
-            (before, before, lookahead.unpacked(packed_values), [], []))
-        return lookahead.repacked(packed_values, lookahead.trained, slow_values)
+        segments = [lookahead.slow_for(w) for w in weights]
+        slow_values = [ops.where(ops.greater(flag, 0), value, s.of(packed_values[s.position]))
+                       for flag, value, s in zip(ops.unstack(taking), before, segments)]
+        return lookahead.repacked(packed_values, weights, slow_values)
 
-    packed_values = _when(ops.not_equal(start, START_NONE), take,
+    packed_values = _when(ops.any(ops.greater(taking, 0)), take,
                           [array.value for array in lookahead.packed])
-    joining.assign(ops.where(ops.equal(start, START_NONE), joining.value, 0))
-    # This loop took the pending start (if the wrapped train function runs later).
-    lookahead.host_start = START_NONE
+    pending.assign(waiting * (1 - in_step))
     return packed_values
 
 

@@ -2,7 +2,7 @@
 
 The state lives in the optimizer's variables (``_keras3_native``) like on JAX.
 PyTorch runs the step eagerly, so the branch is chosen in Python from host-side
-copies of the step counter and the joining flag (kept in step with the variables
+copies of the step counter and the pending flags (kept in step with the variables
 at every write): no device-to-host read per step, and the steps that do not sync
 run nothing per weight. ``jit_compile=True`` (Keras: ``torch.compile`` of the
 train step) compiles the forward and backward passes; the optimizer's apply with
@@ -14,7 +14,6 @@ import torch
 from keras import ops
 
 from . import _keras3_files, _keras3_native, _optimizer_state
-from ._keras3_native import START_ALL, START_JOINING, START_NONE
 
 #: No torch.distributed support is tested: one process only (README "Keras 3 on JAX and PyTorch").
 DISTRIBUTE = False
@@ -45,8 +44,8 @@ class _Torch(object):
 
     @staticmethod
     def written(lookahead):
-        step, joining = lookahead.read([lookahead.step, lookahead.joining_flag])
-        lookahead.host = [int(step), int(joining)]
+        step, pending = lookahead.read([lookahead.step, lookahead.pending])
+        lookahead.host = [int(step), lookahead.waiting(step, pending)]
 
     @staticmethod
     def to_numpy(tensor):
@@ -70,15 +69,14 @@ class _Torch(object):
     @staticmethod
     def step(lookahead, optimizer, original_apply, grads, trainable_variables):
         # The optimizer may be handed a subset of what it was built on (compiled again
-        # after freezing): only those weights are trained, so only they are synced.
-        weights, slow, momentum, slots, step, joining = lookahead.variables_in_step(
+        # after freezing, or a loop that drops the weights without a gradient): only
+        # those weights are trained, so only they are synced.
+        weights, slow, momentum, slots, step, pending = lookahead.variables_in_step(
             None if trainable_variables is None else list(trainable_variables))
-        newcomers = lookahead.newcomers(weights)
-        count, joins = lookahead.host
-        start = (START_ALL if count == 0 else
-                 START_JOINING if joins or newcomers else START_NONE)
-        joining_ids = (lookahead._joining | newcomers) if joins else newcomers
-        before = [ops.copy(w.value) for w in weights] if start != START_NONE else weights
+        count, waiting = lookahead.host
+        starting = waiting.intersection(map(id, weights)) if waiting else waiting
+        before = ([ops.copy(w.value) if id(w) in starting else None for w in weights]
+                  if starting else weights)
         counted = optimizer.gradient_accumulation_steps
         updates_before = int(ops.convert_to_numpy(optimizer.iterations)) if counted else None
         result = original_apply(grads, trainable_variables)
@@ -88,10 +86,10 @@ class _Torch(object):
                    if counted else True)
         sync = applied and (count + 1) % lookahead.k == 0
         in_place = sync and _all_float32(weights, slow, momentum, slots)
-        if start != START_NONE or (sync and not in_place):
+        if starting or (sync and not in_place):
             # A start (the slow copies, once), or a sync on other dtypes: the keras.ops rule.
             fast, slow_values, momentum_values, slot_values = lookahead.branch(
-                start, sync and not in_place, weights, joining_ids)(
+                starting, sync and not in_place, weights)(
                 (before, [w.value for w in weights], [v.value for v in slow],
                  [v.value for v in momentum], [v.value for v in slots]))
             changed = [(slow, slow_values)]
@@ -106,10 +104,10 @@ class _Torch(object):
         if applied:
             count += 1
             step.assign(count)
-        if start != START_NONE:
-            joins = 0
-            joining.assign(0)
-        lookahead.host = [count, joins]
+        if starting:
+            waiting = waiting - starting
+            pending.assign(lookahead.pending_flags(waiting))
+        lookahead.host = [count, waiting]
         return result
 
 
