@@ -59,9 +59,9 @@ def check_not_hooked(optimizer, method, innermost):
 
 
 def joining(trained, weights):
-    """The ``weights`` a step that trains them takes new slow copies of: those the last
-    trained set (``trained``) lacks, new or frozen since. Refuses a step with nothing
-    to train."""
+    """The ``weights`` a step that trains them takes new slow copies of: those not in
+    ``trained`` (the weights whose slow copies are current). Refuses a step with
+    nothing to train."""
     if not weights:
         raise ModelNotReadyError(
             "The model has no trainable weights once built, so Lookahead has nothing "
