@@ -117,8 +117,22 @@ def test_reset_is_refused_for_an_optimizer_whose_state_does_not_start_at_zero():
     if harness.GRAPH and hasattr(module, "legacy"):
         module = module.legacy
     model = harness.mlp(module.Adagrad(learning_rate=0.1))
-    with pytest.raises(ModelNotReadyError, match="optimizer_state='keep'"):
+    with pytest.raises(ModelNotReadyError, match="not Adagrad's: its accumulators start at "
+                       "initial_accumulator_value.*optimizer_state='keep'"):
         inject(model, optimizer_state="reset")
+
+
+def test_reset_is_refused_for_adafactor_whose_state_is_factored():
+    adafactor = getattr(harness.keras.optimizers, "Adafactor", None)
+    if adafactor is None or harness.GRAPH:
+        pytest.skip("{}: no Adafactor to train with (Keras 2.11+ and Keras 3 have one; graph "
+                    "mode trains with legacy optimizers only)".format(
+                        harness.ENVIRONMENT.describe()))
+    model = harness.mlp(adafactor(learning_rate=0.1))
+    with pytest.raises(ModelNotReadyError, match="not Adafactor's: its state is factored.*row and "
+                       "a column average.*optimizer_state='keep'"):
+        inject(model, optimizer_state="reset")
+    inject(model)           # nothing was changed: a plain inject still works
 
 
 @pytest.mark.parametrize("bad", ["none", "Reset", None, 1])

@@ -66,16 +66,16 @@ def check_not_hooked(optimizer, method, innermost):
             "optimizer instance.".format(getattr(target, "name", type(target).__name__)))
 
 
-def joining(trained, weights):
-    """The ``weights`` a step that trains them takes new slow copies of: those the last
-    trained set (``trained``) lacks, new or frozen since. Refuses a step with nothing
-    to train."""
+def joining(current, weights):
+    """The ``weights`` a step that trains them takes new slow copies of: those not in
+    ``current`` (the weights whose slow copies are current). Refuses a step with
+    nothing to train."""
     if not weights:
         raise ModelNotReadyError(
             "The model has no trainable weights once built, so Lookahead has nothing "
             "to do. Make at least one layer trainable and compile again, or call "
             "la.remove() to train without Lookahead.")
-    known = set(id(w) for w in trained)
+    known = set(id(w) for w in current)
     return [w for w in weights if id(w) not in known]
 
 

@@ -129,6 +129,13 @@ def attach(model, k, alpha, build_train_function, checkpoint=True, optimizer_sta
         start_pending[0] = True          # a TF checkpoint may have put the step back to 0
         return result
 
+    def compile_keeping_lookahead(*args, **kwargs):
+        # Keras builds the train function only at the next fit: the weights this
+        # compile found frozen are forgotten here, so la.sync() right after it does
+        # not move them, and a compile that unfreezes them before any step makes them join.
+        original_compile(*args, **kwargs)
+        variables.compiled(trainable_weights(model))
+
     def state_written():
         start_pending[0] = True
 
@@ -144,9 +151,11 @@ def attach(model, k, alpha, build_train_function, checkpoint=True, optimizer_sta
         # Instance attributes shadow the Model methods: fit, train_on_batch and
         # fit_generator all reach the train function through _make_train_function,
         # in every TF1/v1 version.
-        original_load_weights = model.load_weights
+        original_load_weights, original_compile = model.load_weights, model.compile
+        compile_keeping_lookahead.__doc__ = original_compile.__doc__
         undo.set_attribute(model, "_make_train_function", make_train_function)
         undo.set_attribute(model, "load_weights", load_weights)
+        undo.set_attribute(model, "compile", compile_keeping_lookahead)
         model.train_function = None
         undo.add(_estimator.guard(model))
         attachment = Attachment(

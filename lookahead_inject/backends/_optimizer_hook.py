@@ -117,8 +117,12 @@ class OptimizerHook(object):
 
         def apply_with_lookahead(*args, **kwargs):
             args, kwargs, trained = trained_variables(args, kwargs)
-            if trained is None:     # Keras 3 apply(grads): the variables it was built on
-                trained = variables.trained or trainable_weights(self.model)
+            if trained is None:
+                # Keras 3 apply(grads) updates the variables the optimizer was built on
+                # (unbuilt, it raises its own error).
+                if not target.built:
+                    return original(*args, **kwargs)
+                trained = list(target._trainable_variables)
             # Runs once per trace (every step when run eagerly): weights this step
             # trains for the first time take their slow copies at its first run.
             variables.join_op(trained)
@@ -172,6 +176,7 @@ def attach(model, strategy, tf_variable, k, alpha, method, innermost, trained_va
             hook.unhook()
             try:
                 original_compile(*args, **kwargs)
+                variables.compiled(trainable_weights(model))
             finally:
                 hook.hook()
                 retrace(model)

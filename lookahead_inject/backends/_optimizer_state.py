@@ -37,9 +37,25 @@ KEEP, RESET, PULLBACK = "keep", "reset", "pullback"
 OPTIONS = (KEEP, RESET, PULLBACK)
 
 #: Optimizers whose per-weight slots all start at zero in every Keras version (Keras 2
-#: OptimizerV2, the Keras 2.11+ optimizers, Keras 3). Adagrad and Ftrl start their
-#: accumulators at ``initial_accumulator_value``, so zeros would not be their reset.
+#: OptimizerV2, the Keras 2.11+ optimizers, Keras 3).
 RESETTABLE = ("SGD", "Adam", "AdamW", "Adamax", "Nadam", "RMSprop", "Adadelta", "Lion")
+
+_INITIAL_ACCUMULATOR = "its accumulators start at initial_accumulator_value, not at zero"
+
+#: Why "reset" is refused, for optimizers whose state is known not to fit it.
+NOT_RESETTABLE = {
+    "Adagrad": _INITIAL_ACCUMULATOR,
+    "Ftrl": _INITIAL_ACCUMULATOR,
+    # Keras 2.11+ / tf-keras build _r / _c with a tf.Variable(0) per vector, which is
+    # not in optimizer.variables: slots_of rejects those lists and finds _v alone.
+    "Adafactor": (
+        "its state is factored, not one zero slot shaped like each weight: per matrix a "
+        "row and a column average of the squared gradients, from which it rebuilds the "
+        "full estimate at every step (placeholders stand in for vectors). Keras 2's "
+        "Adafactor (tf.keras 2.11+, tf-keras) makes those placeholders outside the "
+        "optimizer's variables, so the reset would not find the factors and would zero "
+        "only the estimate that the next step rebuilds from them"),
+}
 
 
 def check(optimizer, option):
@@ -62,10 +78,10 @@ def check(optimizer, option):
             "optimizer). Use optimizer_state='keep' or a tf.keras optimizer.".format(option, name))
     if option == RESET and name not in RESETTABLE:
         raise OptimizerStateError(
-            "optimizer_state='reset' knows the initial state of {} only; {}'s state does "
-            "not all start at zero (e.g. Adagrad's initial_accumulator_value). Use "
-            "optimizer_state='keep', or one of those optimizers.".format(
-                ", ".join(RESETTABLE), name))
+            "optimizer_state='reset' knows the initial state of these optimizers only: {}; "
+            "not {}'s: {}. Use optimizer_state='keep', or one of those optimizers.".format(
+                ", ".join(RESETTABLE), name,
+                NOT_RESETTABLE.get(name, "its state is not known here")))
     if option == PULLBACK:
         momentum = _momentum(optimizer)
         if name != "SGD" or not momentum:

@@ -7,10 +7,13 @@ Algorithm 1 of Zhang et al. 2019, "Lookahead Optimizer: k steps forward, 1 step 
         slow <- slow + alpha * (fast - slow)
         fast <- slow
 
-only for the weights the training step trains: a frozen weight is never written,
-and a weight that starts being trained (unfrozen and recompiled, or created by
-the first call of a model that had no weights at inject) takes its slow copy at
-the first step that trains it, while the others keep theirs and the step count.
+only for the weights the training step trains: a frozen weight is never written.
+A weight takes its slow copy at the first step that trains it (also one created by
+the first call of a model that had no weights at inject), and again only at the
+first step that trains it after a ``compile()`` that found it frozen; the others
+keep theirs and the step count. A step that leaves a weight out (a loop of the
+user's own that drops the weights without a gradient) neither writes it nor
+forgets its slow copy.
 
 The ops here use only public TensorFlow API and work in a TF1 graph, in a
 ``tf.function`` and eagerly. Each backend decides where they go (inside the
@@ -41,7 +44,9 @@ class LookaheadVariables(object):
         self.step, self.k, self.alpha, self.store = step, k, alpha, store
         self.optimizer_state = optimizer_state
         self._slow = {}        # id(weight) -> (weight, its slow copy, its momentum copy or None)
-        #: The weights the training step built last trains, in its order.
+        self._current = {}     # id(weight) -> weight, for the weights whose slow copy is current
+        #: The weights a sync (``la.sync()``) pulls: those the last step built trains, in
+        #: its order, or since a later ``compile()`` its trainable weights with current copies.
         self.trained = []
         self._join = None      # (ids of a step's weights, (fast, slow) pairs joining, flag)
         #: Whether the optimizer is Horovod's (set by the backend): see ``_taken``.
@@ -69,16 +74,25 @@ class LookaheadVariables(object):
             entry = self._slow[id(weight)] = (weight, self.store.make_slow(weight), momentum)
         return entry
 
+    def compiled(self, trainable):
+        """A ``compile()`` made ``trainable`` the trainable weights: the weights it found
+        frozen take new slow copies at the next step that trains them."""
+        ids = set(id(w) for w in trainable)
+        self._current = {i: w for i, w in self._current.items() if i in ids}
+        self.trained = [w for w in trainable if id(w) in self._current]
+        self._join = None
+
     def prepare(self, weights):
         """Called where a training step of ``weights`` is built, before it first runs;
-        returns the weights that join (not in the last built step, so first trained
-        by this one), once: their slow copies are made here, to be filled now
-        (``take_slow``) by the caller.
+        returns the weights that join (no current slow copy: never trained, or frozen
+        at a ``compile()`` since), once: their slow copies are made here, to be filled
+        by the caller (``take_slow`` now, or the step: ``join_op``).
         """
         weights = list(weights)
-        joining = _attachment.joining(self.trained, weights)
+        joining = _attachment.joining(self._current.values(), weights)
         for weight in joining:
             self.slow_for(weight)
+            self._current[id(weight)] = weight
         self.trained = weights
         return joining
 
@@ -95,6 +109,7 @@ class LookaheadVariables(object):
         """``weights`` hold valid slow copies (set from outside): do not take them again."""
         for weight in weights:
             self.slow_for(weight)
+        self._current = {id(w): w for w in weights}
         self.trained, self._join = list(weights), None
 
     def pairs(self, weights):
@@ -120,6 +135,8 @@ class LookaheadVariables(object):
         (Keras 3 building a model in its first step) has no value before it runs.
         Every trace of one step gets the same join: ``tf.function`` traces a step
         that creates variables (optimizer slots, the flag) twice and runs the second.
+        Eagerly this runs at every step: the join is decided again only when the
+        step's weights differ from the last step's (or a ``compile()`` came between).
         """
         def join():
             key = tuple(id(w) for w in weights)
