@@ -120,9 +120,10 @@ def _check_loop(loop, subsets):
     batches = harness.epoch_batches(x, y)[:len(subsets)]
     model = harness.mlp("momentum", harness.start_weights())
     la = inject(model, k=K, alpha=ALPHA)
-    if harness.KERAS_3:
-        # Keras 3 builds an optimizer on the weights of its first apply: a loop that
-        # leaves some out of it builds it first (keras.io's loops from scratch do).
+    if hasattr(model.optimizer, "build"):
+        # Keras 2.11+ and Keras 3 build an optimizer on the weights of its first apply
+        # (the legacy optimizers of TF < 2.11 make slots per variable as they come): a
+        # loop that leaves some out of it builds it first, as keras.io's loops do.
         model.optimizer.build(model.trainable_weights)
     apply = _applier(model, loop)
     got = []

@@ -117,8 +117,12 @@ class LookaheadVariables(object):
         return [(self.store.tf_variable(w), self.slow_for(w)) for w in weights]
 
     def start_op(self, weights):
-        """Before a fast step: ``slow <- fast`` if no step was taken yet (state reset to 0)."""
-        pairs = self.pairs(weights)
+        """Before a fast step: ``slow <- fast`` if no step was taken yet (state reset to 0),
+        for ``weights`` and every other weight with a current slow copy: one that the
+        first step leaves out still holds, at the first step that trains it, the value
+        it has now."""
+        ids = set(id(w) for w in weights)
+        pairs = self.pairs(list(weights) + [w for i, w in self._current.items() if i not in ids])
 
         def take():
             return self._taken(pairs)
