@@ -180,7 +180,7 @@ class Lookahead(object):
         variables = attachment.variables
         step = self.step
         weights = self._weights()
-        taken = set(id(w) for w in variables.trained) if step else ()
+        taken = set(id(w) for w in variables.taken()) if step else ()
         sources = [variables.slow_for(w) if id(w) in taken else w for w in weights]
         momentum = [variables.momentum_for(w) for w in weights] \
             if self.optimizer_state == "pullback" else []

@@ -30,6 +30,15 @@ def set_trainable(model, trained):
     model.layers[1].trainable = HEAD[0] in trained
 
 
+def one_optimizer_compiled_again(phases):
+    """The numpy optimizer of each phase when one Keras optimizer is compiled for all: the
+    same one, its momentum carried over; on standalone Keras 2.2 / 2.3 a new one per
+    phase, since their get_updates makes the momentum variables anew at each compile."""
+    one = reference.OPTIMIZERS["momentum"]()
+    return [reference.OPTIMIZERS["momentum"]() if harness.STANDALONE else one
+            for _ in range(phases)]
+
+
 def skip_where_keras_cannot_compile_one_optimizer_for_fewer_weights():
     if harness.KERAS_BACKEND == "jax":
         pytest.skip("Keras {} on JAX: an optimizer built on 4 weights cannot be compiled again "
@@ -55,11 +64,7 @@ def test_one_optimizer_compiled_again_after_a_freeze_retakes_only_the_unfrozen_c
         for bx, by in steps:
             model.train_on_batch(bx, by)
             got.append(model.get_weights())
-    one_optimizer = reference.OPTIMIZERS["momentum"]()
-    # Standalone Keras 2.2 / 2.3 make an optimizer's slots anew at each compile (its
-    # get_updates creates the momentum variables), so there its momentum starts again.
-    optimizers = [reference.OPTIMIZERS["momentum"]() if harness.STANDALONE else one_optimizer
-                  for _ in phases]
+    optimizers = one_optimizer_compiled_again(len(phases))
     want = reference.mlp_phases_trajectory(
         harness.start_weights(),
         [(optimizer, trained, numpy_batches(steps))
@@ -86,6 +91,37 @@ def test_a_sync_while_a_layer_is_frozen_moves_only_the_weights_being_trained(exe
     for i in HEAD:
         np.testing.assert_allclose(after[i], start[i], rtol=0, atol=1e-6)
         assert not np.allclose(before[i], start[i], atol=1e-4)   # so the sync did move it
+
+
+def test_a_freeze_and_unfreeze_without_a_step_between_retakes_the_unfrozen_copies(execution):
+    # Compiled frozen, then compiled unfrozen before any step: the first compile found the
+    # base frozen, so the base takes a new slow copy (get_state() shows its fast weights
+    # until then), while the head keeps the copy of its first step.
+    x, y = harness.data()
+    batches = harness.epoch_batches(x, y)[:4]
+    model = harness.mlp("momentum", harness.start_weights(), execution)
+    la = inject(model, k=K, alpha=ALPHA)
+    got = []
+    for bx, by in batches[:2]:
+        model.train_on_batch(bx, by)
+        got.append(model.get_weights())
+    for trained in (HEAD, ALL):
+        set_trainable(model, trained)
+        model.compile(optimizer=model.optimizer, loss="mse", **harness.compile_kwargs(execution))
+    slow, fast, start = la.get_state()["slow_weights"], model.get_weights(), harness.start_weights()
+    for i in BASE:
+        np.testing.assert_array_equal(slow[i], fast[i])
+    for i in HEAD:
+        np.testing.assert_allclose(slow[i], start[i], rtol=0, atol=1e-6)
+    for bx, by in batches[2:]:
+        model.train_on_batch(bx, by)
+        got.append(model.get_weights())
+    first, frozen, unfrozen = one_optimizer_compiled_again(3)
+    want = reference.mlp_phases_trajectory(
+        harness.start_weights(),
+        [(first, ALL, numpy_batches(batches[:2])), (frozen, HEAD, []),
+         (unfrozen, ALL, numpy_batches(batches[2:]))], K, ALPHA)
+    harness.assert_trajectories_equal(got, want)
 
 
 # A loop of the user's own over 9 steps, k=3: the base layer is left out at a sync (step 3)

@@ -179,15 +179,20 @@ class NativeLookahead(object):
                 holder.assign(np.asarray(value, _dtype(holder)))
         self.platform.written(self)
 
-    def sync_now(self):
-        """``Lookahead.sync()``: the in-step rule (``_ops_rule.pull_together``), now, on
-        the weights the last compile() made trainable that hold slow copies."""
+    def taken(self):
+        """The weights the last compile() made trainable whose slow copies are taken (what
+        ``Lookahead.sync()`` pulls and ``get_state()`` reads), in the optimizer's order."""
         trainable = (self.compiled_trainable if self.compiled_trainable is not None
                      else trainable_weights(self.model))
         chosen = set(id(w) for w in trainable)
         step, pending = self.read([self.step, self.pending])
         waiting = self.waiting(step, pending)
-        weights = [w for w in self.trained if id(w) in chosen and id(w) not in waiting]
+        return [w for w in self.trained if id(w) in chosen and id(w) not in waiting]
+
+    def sync_now(self):
+        """``Lookahead.sync()``: the in-step rule (``_ops_rule.pull_together``), now, on
+        the weights the last compile() made trainable that hold slow copies."""
+        weights = self.taken()
         if not weights:
             return
         slow = [self.slow_for(w) for w in weights]

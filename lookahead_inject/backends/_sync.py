@@ -74,6 +74,11 @@ class LookaheadVariables(object):
             entry = self._slow[id(weight)] = (weight, self.store.make_slow(weight), momentum)
         return entry
 
+    def taken(self):
+        """The weights whose slow copies are taken that training trains (what
+        ``Lookahead.sync()`` pulls and ``get_state()`` reads)."""
+        return list(self.trained)
+
     def compiled(self, trainable):
         """A ``compile()`` made ``trainable`` the trainable weights: the weights it found
         frozen take new slow copies at the next step that trains them."""
