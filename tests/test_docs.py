@@ -1,4 +1,5 @@
-"""The docs run: README's python blocks and the public docstrings' examples."""
+"""The docs run: the python blocks of README.md and of its pages under docs/, and the public
+docstrings' examples; what they say is checked against the code."""
 
 import ast
 import configparser
@@ -19,6 +20,7 @@ from lookahead_inject import dispatch, environment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
+DOCS = os.path.join(ROOT, "docs")
 
 # The examples use TF 2's default (eager) optimizers; TF >= 2.11 graph mode would need
 # tf.keras.optimizers.legacy, which the graph-mode suite covers.
@@ -32,19 +34,79 @@ LEGACY = "# legacy:"
 NATIVE = "# Keras 3 on JAX or PyTorch:"
 
 
+def read(path):
+    with open(path) as handle:
+        return handle.read()
+
+
+def section(path, heading):
+    """The text of the section ``## heading`` of the page at ``path`` (to the next ``## ``)."""
+    text = read(path)
+    start = text.index("\n## {}\n".format(heading))
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def pages():
+    """README.md, then the pages under docs/ in the order README's "Documentation" section
+    links them, a reader's order: the examples of the later pages go on from the README's."""
+    linked = re.findall(r"\]\((docs/[\w-]+\.md)\)", section(README, "Documentation"))
+    return [README] + [os.path.join(ROOT, path) for path in linked]
+
+
+def page(name):
+    """docs/``name``.md, the page a README section moved to."""
+    return os.path.join(DOCS, name + ".md")
+
+
 def readme_blocks(language, legacy=False, native=False):
-    """README's ``language`` blocks; the python ones for standalone Keras (first line
-    "# legacy: ...") only with ``legacy``, those for Keras 3 on JAX / PyTorch (first line
-    NATIVE) only with ``native``, all others only without."""
-    with open(README) as handle:
-        blocks = re.findall(r"```{}\n(.*?)```".format(language), handle.read(), re.S)
+    """The ``language`` blocks of README and its docs pages, in pages() order; the python
+    ones for standalone Keras (first line "# legacy: ...") only with ``legacy``, those for
+    Keras 3 on JAX / PyTorch (first line NATIVE) only with ``native``, all others only
+    without."""
+    blocks = [block for path in pages()
+              for block in re.findall(r"```{}\n(.*?)```".format(language), read(path), re.S)]
     return [b for b in blocks
             if b.startswith(LEGACY) == legacy and b.startswith(NATIVE) == native]
 
 
+def test_readme_links_every_docs_page_and_each_links_back():
+    on_disk = sorted(os.path.join(DOCS, name) for name in os.listdir(DOCS) if name.endswith(".md"))
+    assert sorted(pages()[1:]) == on_disk     # so every page's blocks and quotes are checked
+    assert len(set(pages())) == len(pages())
+    for path in on_disk:
+        title, blank, covers = read(path).split("\n")[:3]
+        assert title.startswith("# ") and not blank, path
+        assert "[README](../README.md)" in covers, path   # one line: what it covers, the way back
+
+
+def _anchor(heading):
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_between_readme_and_docs_lead_somewhere():
+    checked = 0
+    for path in pages():
+        for target in re.findall(r"\]\(([^)\s]+)\)", read(path)):
+            if "://" in target:
+                continue
+            file_part, _, anchor = target.partition("#")
+            linked = os.path.normpath(os.path.join(os.path.dirname(path), file_part)) \
+                if file_part else path
+            assert os.path.exists(linked), "{}: {}".format(path, target)
+            if anchor:
+                headings = re.findall(r"^#+ (.*)$", re.sub(r"```.*?```", "", read(linked),
+                                                          flags=re.S), re.M)
+                assert anchor in [_anchor(h) for h in headings], "{}: {}".format(path, target)
+            checked += 1
+    assert checked >= 20
+
+
 def test_readme_native_block_runs(tmp_path):
+    # docs/keras3-jax-pytorch.md's block
     if harness.ENVIRONMENT.keras not in (environment.KERAS_3_JAX, environment.KERAS_3_TORCH):
-        pytest.skip("{}: README's Keras 3 on JAX / PyTorch block runs in the py311-keras3-jax "
+        pytest.skip("{}: docs/keras3-jax-pytorch.md's Keras 3 on JAX / PyTorch block runs in the py311-keras3-jax "
                     "and -torch envs".format(harness.ENVIRONMENT.describe()))
     blocks = readme_blocks("python", native=True)
     assert len(blocks) == 1
@@ -58,9 +120,12 @@ def test_readme_native_block_runs(tmp_path):
 
 
 @pytest.mark.skipif(harness.GRAPH, reason="graph mode (TF 1.x; TF 2.x with eager disabled): the "
-                    "README shows eager TF 2, and its MirroredStrategy block is refused in graph mode")
+                    "README shows eager TF 2, and the MirroredStrategy block of docs/multiple-devices.md "
+                    "is refused in graph mode")
 def test_readme_python_blocks_run(tmp_path):
     harness.skip_without_tensorflow("README's python blocks build tf.keras models")
+    # README's and then its docs pages' (saving, fine-tuning, multiple-devices), as one
+    # script in pages() order, since the pages' examples go on from README's "Use".
     # In a fresh process, as a reader runs them: a MirroredStrategy made after the
     # strategies of other tests in this process collides with their collective keys.
     blocks = readme_blocks("python")
@@ -81,11 +146,12 @@ print("README BLOCKS OK")
     assert "README BLOCKS OK" in out.stdout and "'backend':" in out.stdout
 
 
-@pytest.mark.skipif(not harness.STANDALONE, reason="{}: README's legacy block imports standalone "
+@pytest.mark.skipif(not harness.STANDALONE, reason="{}: docs/legacy.md's blocks import standalone "
                     "keras 2.2 / 2.3, installed in the -keras2xx tox envs".format(
                         harness.ENVIRONMENT.describe()))
 def test_readme_legacy_block_runs(tmp_path):
-    # One script, in README order: the later legacy blocks use the first one's imports and data.
+    # docs/legacy.md's blocks as one script, in page order: the later legacy blocks use the
+    # first one's imports and data.
     blocks = ["\n".join(readme_blocks("python", legacy=True))]
     checks = """
 assert la.step == 2 * 8 and la.backend == detect(model)["backend"], la.step
@@ -116,12 +182,13 @@ def test_docstring_examples_run():
 
 
 def test_readme_table_lists_the_dispatch_table():
-    rows = re.findall(r"^\| `(\w+)` \|", open(README).read(), re.M)
+    rows = re.findall(r"^\| `(\w+)` \|", section(README, "Supported versions"), re.M)
     assert tuple(rows) == dispatch.BACKEND_NAMES
 
 
 def shell_lines(blocks=None):
-    """Each command of the README's bash blocks (``a && b`` is two), without comments."""
+    """Each command of the bash blocks of README and its docs pages (``a && b`` is two),
+    without comments."""
     for block in readme_blocks("bash") if blocks is None else blocks:
         for line in block.splitlines():
             for command in line.split("#")[0].split("&&"):
@@ -129,13 +196,11 @@ def shell_lines(blocks=None):
                     yield command.strip()
 
 
-def section_blocks(heading, language="bash"):
-    """The ``language`` blocks of the README section ``## heading``."""
-    text = open(README).read()
-    start = text.index("\n## {}\n".format(heading))
-    end = text.find("\n## ", start + 1)
-    return re.findall(r"```{}\n(.*?)```".format(language), text[start:end if end > 0 else None],
-                      re.S)
+def section_blocks(heading, language="bash", path=README):
+    """The ``language`` blocks of the section ``## heading`` of README (or of the page at
+    ``path``); with ``heading`` None, of the whole page."""
+    text = read(path) if heading is None else section(path, heading)
+    return re.findall(r"```{}\n(.*?)```".format(language), text, re.S)
 
 
 def pip_install_arguments(words):
@@ -186,7 +251,7 @@ def test_readme_install_and_tox_lines_name_real_things():
 
 once_in_tf215_eager = pytest.mark.skipif(
     not (harness.tf_is(2, 15) and not harness.GRAPH),
-    reason="README's own commands run once, in the TF 2.15 env's eager pass "
+    reason="the commands of README and its docs pages run once, in the TF 2.15 env's eager pass "
            "(it has the demo extra installed)")
 
 
@@ -248,8 +313,8 @@ def clone_copy(destination):
 
 @fresh_venv
 def test_readme_first_commands_work_as_written_in_a_fresh_venv(tmp_path):
-    # "See it work" and the quick "Running the tests" command, in a clone, in a new venv
-    # of this (the newest) Python: what a newcomer types first.
+    # README's "See it work" and the quick command of "Running the tests" (docs/testing.md),
+    # in a clone, in a new venv of this (the newest) Python: what a newcomer types first.
     clone, venv = tmp_path / "clone", tmp_path / "venv"
     clone_copy(clone)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
@@ -257,7 +322,7 @@ def test_readme_first_commands_work_as_written_in_a_fresh_venv(tmp_path):
            if key not in ("README_FRESH_VENV", "PYTHONPATH", "PYTHONHOME", "TF_USE_LEGACY_KERAS")}
     env.update(VIRTUAL_ENV=str(venv), PATH=str(venv / "bin") + os.pathsep + env["PATH"])
     commands = list(shell_lines(section_blocks("See it work"))) + \
-        list(shell_lines(section_blocks("Running the tests")[:1]))
+        list(shell_lines(section_blocks(None, path=page("testing"))[:1]))
     assert commands[0].startswith('pip install ".[demo]" tensorflow'), commands
     assert any(c.startswith("pytest tests") for c in commands), commands
     for command in commands:
@@ -299,8 +364,9 @@ def _normalized(text):
 
 
 def refusal_section():
-    text = open(README).read()
-    return _normalized(text.split("## What is refused and why", 1)[1].split("\n## ", 1)[0])
+    """docs/refusals.md, "What is refused and why", from its title on."""
+    text = read(page("refusals"))
+    return _normalized(text.split("# What is refused and why\n", 1)[1])
 
 
 def test_refusal_list_names_every_refusal_the_code_raises():

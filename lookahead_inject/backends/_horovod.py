@@ -22,7 +22,7 @@ The step counter is not broadcast: ``share_start`` runs only where the counter i
 0, and every rank counts the same steps from there (each takes every step, in
 lockstep with the allreduce). It stays equal as long as every rank injects with
 the same k and, when resuming, every rank loads the same state (``la.load`` on
-each rank); README "Horovod".
+each rank); docs/multiple-devices.md, "Horovod".
 
 Horovod is recognised by its optimizer class: ``hvd.DistributedOptimizer(opt)``
 returns an instance of a class made with ``type()`` from a class body in

@@ -1,4 +1,4 @@
-"""The Lookahead update, written once for every backend.
+"""The Lookahead update in TensorFlow ops, for every TF backend (JAX / PyTorch: _ops_rule).
 
 Algorithm 1 of Zhang et al. 2019, "Lookahead Optimizer: k steps forward, 1 step back":
 
