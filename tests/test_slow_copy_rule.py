@@ -166,6 +166,10 @@ def _check_loop(loop, subsets):
         # (the legacy optimizers of TF < 2.11 make slots per variable as they come): a
         # loop that leaves some out of it builds it first, as keras.io's loops do.
         model.optimizer.build(model.trainable_weights)
+    elif loop == "tf_function" and set(subsets[0]) != set(ALL):
+        pytest.skip("{}: the optimizer makes a weight's slots when it first comes, which a "
+                    "tf.function may not do after its first trace (plain training fails "
+                    "alike)".format(harness.ENVIRONMENT.describe()))
     apply = _applier(model, loop)
     got = []
     for (bx, by), subset in zip(batches, subsets):
