@@ -27,8 +27,7 @@ import pytest
 
 import harness
 import reference
-from lookahead_inject import StateFileError, inject
-from lookahead_inject.backends._h5_files import NoLookaheadStateWarning
+from lookahead_inject import NoLookaheadStateWarning, StateFileError, inject
 from test_trajectory import expected
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -191,6 +190,33 @@ def test_a_plain_file_restarts_lookahead_from_its_weights_with_one_log_line(file
         [(bx.astype(np.float64), by.astype(np.float64)) for bx, by in steps[FIRST:]],
         reference.OPTIMIZERS["sgd"](), K, ALPHA)
     harness.assert_trajectories_equal(trajectory, want)
+
+
+def test_a_load_by_layer_name_restarts_lookahead_from_the_loaded_weights(tmp_path, caplog):
+    # Part of a file into another model: the file's Lookahead state is another model's.
+    written_with_lookahead("sgd", tmp_path)
+    model = harness.mlp("sgd", harness.start_weights())
+    la = inject(model, k=K, alpha=ALPHA)
+    for bx, by in batches()[:2]:
+        model.train_on_batch(bx, by)
+    with caplog.at_level(logging.INFO, logger="lookahead_inject"):
+        model.load_weights(str(tmp_path / "w.h5"), by_name=True)
+    said = [r.getMessage() for r in caplog.records if r.name == "lookahead_inject"]
+    assert len(said) == 1 and la.step == 0, said
+
+
+def test_a_model_saved_without_its_optimizer_holds_no_lookahead_state(tmp_path):
+    import h5py
+    model = harness.mlp("sgd", harness.start_weights())
+    inject(model, k=K, alpha=ALPHA)
+    model.train_on_batch(*batches()[0])
+    path = str(tmp_path / "m.h5")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.save(path, include_optimizer=False)
+    assert lookahead_warnings(caught) == []
+    with h5py.File(path, "r") as f:
+        assert "lookahead_inject" not in f
 
 
 def test_a_damaged_lookahead_dataset_fails_the_load_with_the_fix(tmp_path):

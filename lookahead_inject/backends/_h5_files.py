@@ -33,6 +33,7 @@ import warnings
 
 import numpy as np
 
+from ..errors import NoLookaheadStateWarning
 from ._attachment import CHECKPOINT_NAME, all_or_nothing
 
 #: The dataset at the file's root.
@@ -41,10 +42,6 @@ WHERE = "its dataset /{}".format(DATASET)
 #: The names Keras 2 takes for HDF5 (``.keras`` too up to TF 2.12; from Keras 2.13 a
 #: ``.keras`` path is a zip, which is checked on disk).
 SUFFIXES = (".h5", ".hdf5", ".keras")
-
-
-class NoLookaheadStateWarning(UserWarning):
-    """A Keras file was written that holds no Lookahead state."""
 
 
 def _path(filepath):
@@ -78,16 +75,19 @@ def _is_zip_file(path):
     return os.path.isfile(path) and zipfile.is_zipfile(path)
 
 
-def _arguments(method, filepath, args, kwargs):
+def _arguments(model, method, filepath, args, kwargs):
     """The call's arguments by name: each Keras orders them its own way (TF 2: save(filepath,
     overwrite, include_optimizer, save_format, ...), Keras 2.13+: save(filepath, overwrite,
-    save_format, **kwargs); load_weights' by_name second in TF, third in Keras 2.13+)."""
+    save_format, **kwargs); load_weights' by_name second in TF, third in Keras 2.13+). Read
+    from the Keras class's method: the model's own may be a backend's (*args, **kwargs)
+    wrapper (_graph's load_weights)."""
     try:
-        bound = inspect.signature(method).bind(filepath, *args, **kwargs)
-    except (TypeError, ValueError):
+        signature = inspect.signature(getattr(type(model), method).__get__(model))
+        bound = signature.bind(filepath, *args, **kwargs)
+    except (AttributeError, TypeError, ValueError):
         return dict(kwargs)
     arguments = dict(bound.arguments)
-    for name, parameter in inspect.signature(method).parameters.items():
+    for name, parameter in signature.parameters.items():
         if parameter.kind == parameter.VAR_KEYWORD:
             arguments.update(arguments.pop(name, {}))
     return arguments
@@ -195,18 +195,18 @@ def install(model, attachment):
 
             def save(filepath, *args, **kwargs):
                 result = original_save(filepath, *args, **kwargs)
-                files.saved(filepath, _arguments(original_save, filepath, args, kwargs), True)
+                files.saved(filepath, _arguments(model, "save", filepath, args, kwargs), True)
                 return result
 
             def save_weights(filepath, *args, **kwargs):
                 result = original_save_weights(filepath, *args, **kwargs)
-                files.saved(filepath, _arguments(original_save_weights, filepath, args, kwargs),
+                files.saved(filepath, _arguments(model, "save_weights", filepath, args, kwargs),
                             False)
                 return result
 
             def load_weights(filepath, *args, **kwargs):
                 result = original_load_weights(filepath, *args, **kwargs)
-                files.loaded(filepath, _arguments(original_load_weights, filepath, args, kwargs))
+                files.loaded(filepath, _arguments(model, "load_weights", filepath, args, kwargs))
                 return result
 
             for name, wrapper, original in (("save", save, original_save),
@@ -227,4 +227,4 @@ def install(model, attachment):
     return attachment
 
 
-__all__ = ["install", "NoLookaheadStateWarning"]
+__all__ = ["install"]
