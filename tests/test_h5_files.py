@@ -265,3 +265,18 @@ def test_saving_a_keras_zip_warns_once_that_it_holds_no_lookahead_state(tmp_path
         model.save(str(tmp_path / "m.keras"))
     said = lookahead_warnings(caught)
     assert len(said) == 1 and "la.save(path)" in said[0], said
+
+
+@pytest.mark.skipif(keras_zip_skip_reason() is not None, reason=str(keras_zip_skip_reason()))
+def test_loading_a_keras_zip_restarts_lookahead_from_its_weights(tmp_path, caplog):
+    model = harness.mlp("sgd", harness.start_weights())
+    la = inject(model, k=K, alpha=ALPHA)
+    for bx, by in batches()[:2]:
+        model.train_on_batch(bx, by)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoLookaheadStateWarning)
+        model.save(str(tmp_path / "m.keras"))
+    with caplog.at_level(logging.INFO, logger="lookahead_inject"):
+        model.load_weights(str(tmp_path / "m.keras"))
+    said = [r.getMessage() for r in caplog.records if r.name == "lookahead_inject"]
+    assert len(said) == 1 and "no Lookahead state" in said[0] and la.step == 0, said

@@ -24,7 +24,8 @@ How: instance attributes on the model wrap ``save``, ``save_weights`` and
 file (and closed it) the dataset is added with h5py; after Keras has loaded one, it is
 read. TF-format checkpoints are left alone: the model's checkpoint dependency carries the
 state there (_attachment.Checkpointed). A file Keras writes that can hold no state
-(Keras 2.13+'s ``.keras`` zip) gets one warning at save time, saying how to keep it.
+(Keras 2.13+'s ``.keras`` zip) gets one warning at save time, saying how to keep it, and
+its ``load_weights`` makes Lookahead start again from its weights, as a plain file does.
 """
 
 import inspect
@@ -151,13 +152,19 @@ class Files(object):
             self.read(group, arguments)
             return
         path = _path(filepath)
-        # An HDF5 file at exactly the path Keras loaded, and no TF checkpoint of that name
-        # (TF 1.15 - 2.12 read a path that is no TF checkpoint as HDF5, whatever its name).
-        if path is None or os.path.exists(path + ".index") or not _is_hdf5_file(path):
+        if path is None or os.path.exists(path + ".index"):
+            return      # a TF checkpoint: the model's checkpoint dependency restored the state
+        if path.lower().endswith(".keras") and _is_zip_file(path):
+            # Keras 2.13+'s zip never holds the state: Lookahead starts from its weights, as
+            # from any file without it, rather than going on with the slow weights of before.
+            self.attachment.restart()
             return
-        import h5py
-        with h5py.File(path, "r") as f:
-            self.read(f, arguments)
+        # An HDF5 file at exactly the path Keras loaded (TF 1.15 - 2.12 read a path that is
+        # no TF checkpoint as HDF5, whatever its name).
+        if _is_hdf5_file(path):
+            import h5py
+            with h5py.File(path, "r") as f:
+                self.read(f, arguments)
 
     def read(self, f, arguments):
         if arguments.get("by_name"):
@@ -165,15 +172,12 @@ class Files(object):
             # the file's (another model's) cannot be; the loaded weights are its start.
             self.attachment.restart()
             return
-        if DATASET in f and not isinstance(f[DATASET], _h5py().Group):
+        import h5py
+        # A group of that name is a layer's (save_weights writes a group per layer).
+        if DATASET in f and isinstance(f[DATASET], h5py.Dataset):
             self.attachment.restore_bytes(np.asarray(f[DATASET], np.uint8).tobytes(), WHERE)
         else:
             self.attachment.restart()
-
-
-def _h5py():
-    import h5py
-    return h5py
 
 
 def _keras_version(model):
