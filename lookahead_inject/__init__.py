@@ -8,12 +8,13 @@ Importing this package does not import TensorFlow; ``inject`` and ``detect`` do.
 """
 
 from .errors import (EstimatorNotSupportedError, InvalidArgumentError, LookaheadError,
-                     ModelNotReadyError, OptimizerStateError, StateFileError,
-                     UnsupportedEnvironmentError)
+                     ModelNotReadyError, NoLookaheadStateWarning, OptimizerStateError,
+                     StateFileError, UnsupportedEnvironmentError)
 from .lookahead import Lookahead, detect, inject
 
 __version__ = "0.1.0"
 
 __all__ = ["inject", "Lookahead", "detect", "LookaheadError", "InvalidArgumentError",
            "ModelNotReadyError", "StateFileError", "UnsupportedEnvironmentError",
-           "EstimatorNotSupportedError", "OptimizerStateError", "__version__"]
+           "EstimatorNotSupportedError", "OptimizerStateError", "NoLookaheadStateWarning",
+           "__version__"]

@@ -44,3 +44,8 @@ class EstimatorNotSupportedError(ModelNotReadyError):
 class OptimizerStateError(ModelNotReadyError):
     """``optimizer_state`` ("reset", "pullback") has no meaning for the model's optimizer,
     or is not supported where it trains (standalone Keras, Horovod)."""
+
+
+class NoLookaheadStateWarning(UserWarning):
+    """A Keras file was written that holds no Lookahead state (its format has no place for
+    it, e.g. Keras 2.13+'s ``.keras`` zip): save the state with ``la.save(path)``."""

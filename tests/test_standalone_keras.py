@@ -46,7 +46,9 @@ def test_detect_names_the_keras_that_builds_the_model():
         assert found["keras_label"] == "keras {} (standalone)".format(harness.keras.__version__)
         assert found["backend"] == ("keras22" if harness.keras.__version__.startswith("2.2")
                                     else "keras23")
-        assert found["checkpoints"] == []         # HDF5 only: la.save carries the state
+        # HDF5 only, whose files carry the state (test_h5_files.py)
+        assert found["checkpoints"] == [
+            ".h5 / .hdf5 HDF5 (model.save, save_weights; restored by load_weights)"]
 
 
 @standalone_only

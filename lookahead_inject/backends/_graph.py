@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ModelNotReadyError
-from . import _estimator, _horovod, _optimizer_state
+from . import _estimator, _h5_files, _horovod, _optimizer_state
 from ._attachment import Attachment, Checkpointed, all_or_nothing, trainable_weights
 from ._loss_scale import sync_inside_applied_step
 from ._sync import LookaheadVariables, slow_name
@@ -165,7 +165,7 @@ def attach(model, k, alpha, build_train_function, checkpoint=True, optimizer_sta
             # Last: a tracked checkpoint dependency cannot be taken back, only emptied.
             checkpointed.track()
             undo.add(checkpointed.untrack)
-    return attachment
+    return _h5_files.install(model, attachment)
 
 
 def updates_with_lookahead(model, variables):

@@ -22,20 +22,14 @@ file is. A file without it (written without Lookahead) makes Lookahead start aga
 the loaded weights at the next step, and says so in one log line.
 """
 
-import logging
-
 import keras
 import numpy as np
 
-from .. import state as state_format
-from ..errors import StateFileError
-from ._attachment import all_or_nothing
+from ._attachment import CHECKPOINT_NAME, all_or_nothing
 
 #: The optimizer's attribute, so the file section's name under the optimizer's.
-ATTRIBUTE = "lookahead_inject"
+ATTRIBUTE = CHECKPOINT_NAME
 KEY = "state"
-
-LOG = logging.getLogger("lookahead_inject")
 
 
 class LookaheadSection(keras.losses.Loss):
@@ -94,44 +88,16 @@ class Files(object):
             delattr(self.optimizer, ATTRIBUTE)
         self.optimizer = None
 
+    # The state's bytes, restore and restart are the attachment's, shared with the HDF5
+    # files of Keras 2 (_h5_files).
     def state_bytes(self):
-        if self.attachment.handle_state is None:     # attached without a handle: no state
-            return None
-        get_state, _, weight_specs = self.attachment.handle_state
-        return state_format.to_bytes(get_state(), weight_specs())
+        return self.attachment.state_bytes()
 
     def restore(self, data):
-        _, set_state, _ = self.attachment.handle_state
-        try:
-            lookahead_state = state_format.from_bytes(data, ATTRIBUTE)
-        except StateFileError as error:
-            raise StateFileError(
-                "The Lookahead state in this Keras file (its section optimizer/{}) is "
-                "damaged: {}. The model's weights and the optimizer's own state are in "
-                "their own sections; to resume Lookahead exactly, load an undamaged copy "
-                "of the file, or a state file la.save() wrote (la.load).".format(
-                    ATTRIBUTE, error.problem), None, error.problem) from None
-        set_state(lookahead_state)
+        self.attachment.restore_bytes(data, "its section optimizer/{}".format(ATTRIBUTE))
 
     def restart(self):
-        """A file written without Lookahead: its weights are where Lookahead starts."""
-        get_state, set_state, _ = self.attachment.handle_state
-        lookahead_state = get_state()
-        # Step 0: the next step takes the slow copies from the weights as they are then
-        # (the loaded ones), and a "pullback" momentum copy starts at zero again.
-        lookahead_state["step"] = 0
-        lookahead_state["momentum_cache"] = [np.zeros_like(m)
-                                             for m in lookahead_state["momentum_cache"]]
-        set_state(lookahead_state)
-        # A log line, not a warning: loading plain weights into an injected model is
-        # ordinary (pretrained weights, a file from before Lookahead), nothing to fix, and
-        # Keras' own "Skipping variable loading" warning, which means a lost optimizer
-        # state, stays the only warning such a load can give (tests turn warnings into
-        # errors to prove it never comes). WARNING level: shown without logging set up,
-        # since a resume that was meant to be exact is not.
-        LOG.warning("The loaded Keras file has no Lookahead state (it was written without "
-                    "Lookahead): Lookahead starts again at the next step, from the loaded "
-                    "weights (step 0).")
+        self.attachment.restart()
 
 
 def install(model, attachment):

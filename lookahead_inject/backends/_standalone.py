@@ -9,8 +9,8 @@ What differs from tf.keras: the learning phase is an input only when the model
 uses it (``_uses_dynamic_learning_phase``; there is no
 ``symbolic_learning_phase``), Keras 2.2 makes TF1 ref variables (the sync then
 branches with v1 control flow, see ``_sync._if``), and the models are not
-TF Trackables: their weights are saved to HDF5 only, so no checkpoint carries
-the Lookahead state (``la.save`` / ``la.load`` do).
+TF Trackables: their weights are saved to HDF5 only, so no TF checkpoint carries
+the Lookahead state; their HDF5 files do (``_h5_files``, installed by ``_graph.attach``).
 """
 
 from ..errors import OptimizerStateError
@@ -19,8 +19,9 @@ from . import _graph
 #: Lookahead under a tf.distribute strategy: standalone Keras has no strategies.
 DISTRIBUTE = False
 
-#: Standalone Keras saves weights to HDF5 only, which holds layer weights alone.
-CHECKPOINT_FORMATS = ()
+#: Standalone Keras saves to HDF5 only; its files carry the state (_h5_files, through
+#: _graph.attach; tests/test_h5_files.py).
+CHECKPOINT_FORMATS = (".h5 / .hdf5 HDF5 (model.save, save_weights; restored by load_weights)",)
 
 
 def check(model):

@@ -12,8 +12,10 @@ from . import _graph
 #: Lookahead under a tf.distribute strategy (refused in graph mode, see _graph.check).
 DISTRIBUTE = False
 
-#: Checkpoint formats that carry the Lookahead state by themselves (tests/test_state.py).
-CHECKPOINT_FORMATS = ("model.save_weights(path) in TF format (no .h5)",)
+#: Checkpoint formats that carry the Lookahead state by themselves (tests/test_state.py;
+#: HDF5: tests/test_h5_files.py, _h5_files).
+CHECKPOINT_FORMATS = ("model.save_weights(path) in TF format (no .h5)",
+                      ".h5 / .hdf5 HDF5 (model.save, save_weights; restored by load_weights)")
 
 
 def check(model):

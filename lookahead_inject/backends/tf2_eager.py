@@ -7,14 +7,16 @@ the training_v2 loop and never call ``model.train_function``; TF 2.2+ trace
 ``_optimizer_hook``), with ``run_eagerly`` True or False.
 """
 
-from . import _loss_scale, _optimizer_hook
+from . import _h5_files, _loss_scale, _optimizer_hook
 
 #: Lookahead under a tf.distribute strategy: the sync runs in cross-replica context.
 DISTRIBUTE = True
 
-#: Checkpoint formats that carry the Lookahead state by themselves (tests/test_state.py).
+#: Checkpoint formats that carry the Lookahead state by themselves (tests/test_state.py;
+#: HDF5: tests/test_h5_files.py, _h5_files).
 CHECKPOINT_FORMATS = ("model.save_weights(path) in TF format (no .h5)",
-                      "tf.train.Checkpoint(model=model, optimizer=model.optimizer)")
+                      "tf.train.Checkpoint(model=model, optimizer=model.optimizer)",
+                      ".h5 / .hdf5 HDF5 (model.save, save_weights; restored by load_weights)")
 
 METHOD = "apply_gradients"
 
@@ -29,8 +31,10 @@ def check(model):
 
 
 def attach(model, k, alpha, optimizer_state="keep"):
-    return _optimizer_hook.attach(model, _strategy(model), _same, k, alpha, METHOD, innermost,
-                                  _trained_variables, _retrace, optimizer_state=optimizer_state)
+    attachment = _optimizer_hook.attach(model, _strategy(model), _same, k, alpha, METHOD,
+                                        innermost, _trained_variables, _retrace,
+                                        optimizer_state=optimizer_state)
+    return _h5_files.install(model, attachment)
 
 
 def _same(weight):
