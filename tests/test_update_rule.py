@@ -85,7 +85,8 @@ def keras_ops():
     try:
         import keras
     except ImportError:
-        pytest.skip("no keras package in this env: keras.ops exists from Keras 3")
+        pytest.skip("no keras package in this env ({}): keras.ops exists from Keras "
+                    "3".format(env_label()))
     if int(keras.__version__.split(".")[0]) < 3:
         pytest.skip("keras {}: keras.ops exists from Keras 3".format(keras.__version__))
     tf = sys.modules.get("tensorflow")
