@@ -5,6 +5,7 @@ import os
 import sys
 
 from .errors import LookaheadError
+from .rule import OPTIMIZER_STATES
 
 
 def explain(error, echo=print):
@@ -133,7 +134,7 @@ def parser():
     demo_parser.add_argument("--alpha", type=float, default=0.5,
                              help="Lookahead's alpha: how far the slow weights move towards the "
                                   "fast ones at a sync (default: %(default)s)")
-    demo_parser.add_argument("--optimizer-state", choices=("keep", "reset", "pullback"),
+    demo_parser.add_argument("--optimizer-state", choices=OPTIMIZER_STATES,
                              default="keep", help="what each sync does to SGD's momentum "
                              "(inject's optimizer_state; reset and pullback need --momentum; "
                              "default: %(default)s)")

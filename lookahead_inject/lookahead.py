@@ -13,6 +13,7 @@ import weakref
 from . import dispatch, state
 from .environment import detect_environment, keras_label, model_keras_module
 from .errors import InvalidArgumentError, ModelNotReadyError
+from .rule import OPTIMIZER_STATES, PULLBACK
 
 # model -> (k, alpha) of its Lookahead, so a second inject on the same model is refused.
 # Never the handle itself: it holds the model, and a value that references its weak key
@@ -36,10 +37,6 @@ def _checked_alpha(alpha):
             "in [0, 1], e.g. alpha=0.5 (1 keeps the fast weights, 0 resets to the "
             "slow ones).".format(alpha))
     return float(alpha)
-
-
-#: What a sync does to the optimizer's own state (backends/_optimizer_state.py).
-OPTIMIZER_STATES = ("keep", "reset", "pullback")
 
 
 def _checked_optimizer_state(optimizer_state):
@@ -183,7 +180,7 @@ class Lookahead(object):
         taken = set(id(w) for w in variables.taken()) if step else ()
         sources = [variables.slow_for(w) if id(w) in taken else w for w in weights]
         momentum = [variables.momentum_for(w) for w in weights] \
-            if self.optimizer_state == "pullback" else []
+            if self.optimizer_state == PULLBACK else []
         values = attachment.read(sources + momentum)
         return state.make(step, values[:len(sources)], self.k, self.alpha,
                           self.optimizer_state, values[len(sources):])

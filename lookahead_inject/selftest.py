@@ -38,6 +38,7 @@ def _data():
 def _reference(weights, batches, alpha):
     """float64 SGD on mean((tanh(x W1 + b1) W2 + b2 - y)^2) plus Lookahead(K, alpha)."""
     import numpy as np
+    from .rule import numpy_rule
     fast = [np.asarray(w, np.float64) for w in weights]
     slow, out = [np.copy(w) for w in fast], []
     for step, (x, y) in enumerate(batches, 1):
@@ -48,7 +49,7 @@ def _reference(weights, batches, alpha):
         grads = [x.T @ back, back.sum(0), hidden.T @ error, error.sum(0)]
         fast = [w - LR * g for w, g in zip(fast, grads)]
         if step % K == 0:
-            slow = [s + alpha * (f - s) for s, f in zip(slow, fast)]
+            slow = numpy_rule.pull(fast, slow, alpha)
             fast = [np.copy(s) for s in slow]
         out.append(fast)
     return out

@@ -48,6 +48,7 @@ import struct
 import sys
 
 from .errors import InvalidArgumentError, StateFileError
+from .rule import OPTIMIZER_STATES, PULLBACK
 
 FORMAT = "lookahead_inject.state/2"
 MAGIC = b"\x89LOOKAHEAD\r\n\x1a\n"
@@ -55,9 +56,6 @@ _LENGTH = struct.Struct("<Q")
 _DIGEST_SIZE = hashlib.sha256().digest_size
 _CHUNK = 1 << 20
 _FIELDS = ("format", "step", "k", "alpha", "weights")
-
-
-OPTIMIZER_STATES = ("keep", "reset", "pullback")
 
 
 def make(step, slow_weights, k, alpha, optimizer_state="keep", momentum_cache=()):
@@ -104,7 +102,7 @@ def check_compatible(state, k, alpha, like, optimizer_state="keep"):
                     tuple(shape)))
     check_arrays(state["slow_weights"], "slow weight")
     momentum = state.get("momentum_cache") or []
-    if saved_option == optimizer_state == "pullback":
+    if saved_option == optimizer_state == PULLBACK:
         check_arrays(momentum, "momentum copy")
     elif momentum and saved_option == optimizer_state:
         problems.append("it holds momentum copies, which only optimizer_state='pullback' has")
@@ -416,7 +414,7 @@ def _checked_header(path, header):
     if option not in OPTIMIZER_STATES:
         raise bad("optimizer_state", option, "one of " + ", ".join(map(repr, OPTIMIZER_STATES)))
     copies = header.get("momentum_cache", 0)
-    if not is_int(copies) or copies not in ((0, len(specs)) if option == "pullback" else (0,)):
+    if not is_int(copies) or copies not in ((0, len(specs)) if option == PULLBACK else (0,)):
         raise bad("momentum_cache", copies, "0 or, for 'pullback', the number of weights")
     return step, k, float(alpha), specs, option, copies
 

@@ -2,10 +2,14 @@
 
 Nothing here imports TensorFlow: the gradients of the test MLP are derived by
 hand, the optimizers follow the formulas Keras documents, and Lookahead is the
-paper's Algorithm 1. Tests compare the library's weights to these, step by step.
+paper's Algorithm 1 with the library's numpy rule (``lookahead_inject.rule.numpy_rule``,
+itself pinned by tests/test_update_rule.py). Tests compare the library's weights to
+these, step by step.
 """
 
 import numpy as np
+
+from lookahead_inject.rule import numpy_rule
 
 
 def mlp_init(n_in=4, n_hidden=8, seed=0):
@@ -52,10 +56,10 @@ class SGD(object):
     def velocity(self, values):
         self.slots = dict(zip(sorted(self.slots), values))
 
-    def reset(self, indices=None):
-        """Slots of ``indices`` (all by default) back to zero."""
-        for i in list(self.slots) if indices is None else indices:
-            self.slots.pop(i, None)
+    @property
+    def state(self):
+        """Per kind of slot, weight position -> slot."""
+        return [self.slots]
 
 
 class Adam(object):
@@ -79,12 +83,11 @@ class Adam(object):
             out.append(p - lr_t * self.m[i] / (np.sqrt(self.v[i]) + self.eps))
         return out
 
-    def reset(self, indices=None):
-        """Moments of ``indices`` (all by default) back to zero; the count t (bias
-        correction) goes on, as Keras' iterations."""
-        for i in list(self.m) if indices is None else indices:
-            self.m.pop(i, None)
-            self.v.pop(i, None)
+    @property
+    def state(self):
+        """Per kind of slot, weight position -> slot (the count t, bias correction, is
+        not one: it goes on through a reset, as Keras' iterations)."""
+        return [self.m, self.v]
 
 
 #: name -> factory(lr=the harness's rate) of the numpy optimizer.
@@ -137,22 +140,26 @@ class LookaheadSim(object):
             return fast
         fast = self.force_sync(fast)
         if self.optimizer_state == "reset":
-            self.optimizer.reset(self.trained)
+            for slots in self.optimizer.state:
+                held = [i for i in self.trained if i in slots]
+                slots.update(zip(held, numpy_rule.reset([slots[i] for i in held])))
         elif self.optimizer_state == "pullback":
-            for i in self.trained:
-                cached = self.cached_velocity.get(i, np.zeros_like(self.optimizer.slots[i]))
-                self.optimizer.slots[i] = (self.alpha * self.optimizer.slots[i]
-                                           + (1 - self.alpha) * cached)
-                self.cached_velocity[i] = np.copy(self.optimizer.slots[i])
+            velocity = self.optimizer.slots
+            cached = [self.cached_velocity.get(i, np.zeros_like(velocity[i]))
+                      for i in self.trained]
+            pulled = numpy_rule.pullback([velocity[i] for i in self.trained], cached, self.alpha)
+            for i, value in zip(self.trained, pulled):
+                velocity[i], self.cached_velocity[i] = value, np.copy(value)
         return fast
 
     def force_sync(self, fast):
         """A sync of the trained weights, also outside the schedule (la.sync());
         the step count stays."""
         fast = list(fast)
-        for i in self.trained:
-            self.slow[i] = self.slow[i] + self.alpha * (fast[i] - self.slow[i])
-            fast[i] = np.copy(self.slow[i])
+        pulled = numpy_rule.pull([fast[i] for i in self.trained],
+                                 [self.slow[i] for i in self.trained], self.alpha)
+        for i, value in zip(self.trained, pulled):
+            self.slow[i], fast[i] = value, np.copy(value)
         return fast
 
 

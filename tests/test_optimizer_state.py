@@ -16,6 +16,7 @@ from harness import tf  # None where Keras 3 runs on JAX / PyTorch
 import reference
 from lookahead_inject import (InvalidArgumentError, Lookahead, ModelNotReadyError,
                               OptimizerStateError, inject)
+from lookahead_inject.rule import numpy_rule
 from test_trajectory import expected
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -85,7 +86,7 @@ def test_the_authors_reference_bug_is_not_reproduced():
     for step, (bx, by) in enumerate(batches, 1):
         params = sgd.step(params, reference.mlp_grads(params, bx, by))
         if step % 2 == 0:
-            slow = [s + 0.5 * (f - s) for s, f in zip(slow, params)]
+            slow = numpy_rule.pull(params, slow, 0.5)
             params = [np.copy(s) for s in slow]
             factor = 0.5 * (2 - 0.5) if cache_is_buffer else 0.5
             sgd.velocity = [factor * v for v in sgd.velocity]

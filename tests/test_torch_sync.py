@@ -1,6 +1,7 @@
-"""Keras 3 on PyTorch syncs in place with torch's multi-tensor ops
-(``keras3_torch._sync_in_place``) instead of the ``keras.ops`` rule (``_ops_rule``):
-the two must agree bit for bit, for every optimizer_state."""
+"""Keras 3 on PyTorch syncs float32 state in place (``keras3_torch._sync_in_place``, with
+``rule.torch_rule``) and other dtypes with ``rule.ops_rule``: the backend's in-place sync,
+the weights' and then each optimizer_state's, must agree with the keras.ops rule bit for
+bit (the rules themselves: tests/test_update_rule.py)."""
 
 import os
 
@@ -22,7 +23,8 @@ def keras_on_torch():
 def test_the_in_place_sync_is_the_keras_ops_rule(alpha, optimizer_state):
     keras = keras_on_torch()
     from keras import ops
-    from lookahead_inject.backends import _ops_rule, keras3_torch
+    from lookahead_inject.backends import keras3_torch
+    from lookahead_inject.rule import ops_rule
     rng = np.random.RandomState(3)
     shapes = [(4, 3), (3,), (3, 1)]
     fast, slow, cached, buffers = ([rng.uniform(-1, 1, s).astype("float32") for s in shapes]
@@ -31,13 +33,13 @@ def test_the_in_place_sync_is_the_keras_ops_rule(alpha, optimizer_state):
         buffers, cached = [], []
     elif optimizer_state == "reset":
         cached = []
-    pulled = [ops.convert_to_numpy(p) for p in _ops_rule.pull_together(
+    pulled = [ops.convert_to_numpy(p) for p in ops_rule.pull(
         [ops.convert_to_tensor(f) for f in fast], [ops.convert_to_tensor(s) for s in slow],
         alpha)]
     if optimizer_state == "reset":
         expected_buffers = [np.zeros_like(b) for b in buffers]
     elif optimizer_state == "pullback":
-        expected_buffers = [ops.convert_to_numpy(b) for b in _ops_rule.pullback(
+        expected_buffers = [ops.convert_to_numpy(b) for b in ops_rule.pullback(
             [ops.convert_to_tensor(b) for b in buffers],
             [ops.convert_to_tensor(c) for c in cached], alpha)]
     else:

@@ -1,53 +1,92 @@
-"""The Lookahead rule is written once per ops vocabulary: TensorFlow's (``_sync``, every TF
-backend) and ``keras.ops``' (``_ops_rule``, Keras 3 on JAX and PyTorch). Both are pinned
-here to the one numpy rule of tests/reference.py, on the same values; an env with TF and
-Keras 3 (TF >= 2.16) runs both."""
+"""The Lookahead rule (``lookahead_inject.rule``) in every vocabulary this env runs, pinned
+to ``numpy_rule`` on the same float32 values: each of pull, reset and pullback, for a few
+alpha. A vocabulary this env cannot run is skipped, saying why: TensorFlow's runs in the
+TF envs (ref variables in graph mode only), keras.ops' with Keras 3 (eagerly), torch's
+with torch installed; an env with TF and Keras 3 (TF >= 2.16) runs two."""
 
+import doctest
+import os
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-import reference
+import lookahead_inject.rule
+from lookahead_inject.rule import numpy_rule
 
 ALPHAS = (0.0, 0.3, 0.5, 1.0)
+OPERATIONS = ("pull", "reset", "pullback")
+VOCABULARIES = ("tf", "tf_ref", "ops", "torch")
+SHAPES = [(4, 3), (3,), (3, 1)]
+
+#: Per operation, how many lists of values it updates: (fast, slow), (slots,),
+#: (buffers, cached).
+GROUPS = {"pull": 2, "reset": 1, "pullback": 2}
 
 
-def values(seed):
+def values(operation, seed=1):
     rng = np.random.RandomState(seed)
-    shapes = [(4, 3), (3,), (3, 1)]
-    fast = [rng.uniform(-1, 1, s).astype("float32") for s in shapes]
-    slow = [rng.uniform(-1, 1, s).astype("float32") for s in shapes]
-    return fast, slow
+    return [[rng.uniform(-1, 1, s).astype("float32") for s in SHAPES]
+            for _ in range(GROUPS[operation])]
 
 
-def numpy_rule(fast, slow, alpha):
-    """(new fast, new slow) by reference.LookaheadSim's sync."""
-    sim = reference.LookaheadSim(k=1, alpha=alpha)
-    sim.slow, sim.trained = dict(enumerate(np.copy(s) for s in slow)), tuple(range(len(slow)))
-    new_fast = sim.force_sync(fast)
-    return new_fast, [sim.slow[i] for i in range(len(slow))]
+def call(rule, operation, groups, alpha):
+    """``rule``'s ``operation`` on the lists ``groups`` (alpha where it takes one)."""
+    if operation == "reset":
+        return rule.reset(*groups)
+    return getattr(rule, operation)(*groups, alpha)
 
 
-def numpy_pullback(buffers, cached, alpha):
-    return [alpha * b + (1 - alpha) * c for b, c in zip(buffers, cached)]
+def functional(rule, operation, groups, alpha, convert, to_numpy):
+    """The lists after the operation, for a rule that returns new values (the pulled
+    values are both new lists: fast and slow, buffers and cache)."""
+    new = [to_numpy(v) for v in call(rule, operation,
+                                      [[convert(a) for a in g] for g in groups], alpha)]
+    return [new] * len(groups)
 
+
+def by_numpy(operation, groups, alpha):
+    return functional(numpy_rule, operation, groups, alpha, np.copy, np.asarray)
+
+
+# -- each vocabulary: the lists after the operation, or a skip saying why -------------
 
 def tensorflow():
     # Imported, not looked up: TF 1.14's module has no __spec__ once imported.
     try:
         import tensorflow as tf
     except ImportError:
-        pytest.skip("TensorFlow is not installed here (Keras 3 on JAX / PyTorch): "
-                    "the TF rule runs in the TF envs")
+        pytest.skip("TensorFlow is not installed in this env ({}): the TF rule runs in the "
+                    "TF envs".format(env_label()))
     return tf
+
+
+def by_tf(operation, groups, alpha, ref=False):
+    tf = tensorflow()
+    from lookahead_inject.rule import tf_rule
+    if tf.executing_eagerly():
+        if ref:
+            pytest.skip("TF {} eager: ref variables exist in graph mode only (standalone "
+                        "Keras 2.2 makes them)".format(tf.__version__))
+        variables = [[tf.Variable(a) for a in g] for g in groups]
+        call(tf_rule, operation, variables, alpha)
+        return [[v.numpy() for v in g] for g in variables]
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        variables = [[tf.compat.v1.Variable(a, use_resource=not ref) for a in g]
+                     for g in groups]
+        updates = call(tf_rule, operation, variables, alpha)
+        session.run(tf.compat.v1.variables_initializer([v for g in variables for v in g]))
+        session.run(updates)
+        return session.run(variables)
 
 
 def keras_ops():
     try:
         import keras
     except ImportError:
-        pytest.skip("no keras package: keras.ops exists from Keras 3")
+        pytest.skip("no keras package in this env ({}): keras.ops exists from Keras "
+                    "3".format(env_label()))
     if int(keras.__version__.split(".")[0]) < 3:
         pytest.skip("keras {}: keras.ops exists from Keras 3".format(keras.__version__))
     tf = sys.modules.get("tensorflow")
@@ -61,56 +100,85 @@ def keras_ops():
     return ops
 
 
-def as_tensors(ops, arrays):
-    return [ops.convert_to_tensor(a) for a in arrays]
-
-
-def run_tf(tf, build):
-    """Run the ops ``build()`` makes, now, in eager or graph mode; the variables' values."""
-    if tf.executing_eagerly():
-        variables = build()
-        return [v.numpy() for v in variables]
-    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
-        variables, op = build()
-        session.run(tf.compat.v1.variables_initializer(variables))
-        session.run(op)
-        return session.run(variables)
-
-
-@pytest.mark.parametrize("alpha", ALPHAS)
-def test_the_tensorflow_rule_is_the_numpy_rule(alpha):
-    tf = tensorflow()
-    from lookahead_inject.backends._sync import pull_together
-    fast, slow = values(1)
-
-    def build():
-        fast_v = [tf.Variable(f) for f in fast]
-        slow_v = [tf.Variable(s) for s in slow]
-        op = pull_together(list(zip(fast_v, slow_v)), alpha)
-        return fast_v + slow_v if tf.executing_eagerly() else (fast_v + slow_v, op)
-    got = run_tf(tf, build)
-    expected_fast, expected_slow = numpy_rule(fast, slow, alpha)
-    for g, e in zip(got, expected_fast + expected_slow):
-        np.testing.assert_allclose(g, e, atol=1e-6)
-
-
-@pytest.mark.parametrize("alpha", ALPHAS)
-def test_the_keras_ops_rule_is_the_numpy_rule(alpha):
+def by_ops(operation, groups, alpha):
     ops = keras_ops()
-    from lookahead_inject.backends import _ops_rule
-    fast, slow = values(1)
-    pulled = _ops_rule.pull_together(as_tensors(ops, fast), as_tensors(ops, slow), alpha)
-    expected_fast, expected_slow = numpy_rule(fast, slow, alpha)
-    for g, e_fast, e_slow in zip(pulled, expected_fast, expected_slow):
-        np.testing.assert_allclose(ops.convert_to_numpy(g), e_fast, atol=1e-6)
-        np.testing.assert_allclose(ops.convert_to_numpy(g), e_slow, atol=1e-6)
+    from lookahead_inject.rule import ops_rule
+    return functional(ops_rule, operation, groups, alpha, ops.convert_to_tensor,
+                      ops.convert_to_numpy)
+
+
+def by_torch(operation, groups, alpha):
+    try:
+        import torch
+    except ImportError:
+        pytest.skip("torch is not installed in this env ({}): the in-place rule runs in the "
+                    "Keras 3 on PyTorch env".format(env_label()))
+    from lookahead_inject.rule import torch_rule
+    tensors = [[torch.tensor(a) for a in g] for g in groups]
+    call(torch_rule, operation, tensors, alpha)
+    return [[t.numpy().copy() for t in g] for g in tensors]
+
+
+RUN = {"tf": by_tf, "tf_ref": lambda *args: by_tf(*args, ref=True), "ops": by_ops,
+       "torch": by_torch}
+
+
+def env_label():
+    import harness
+    return harness.ENVIRONMENT.describe()
+
+
+# -- the tests -------------------------------------------------------------------
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+@pytest.mark.parametrize("operation", OPERATIONS)
+@pytest.mark.parametrize("vocabulary", VOCABULARIES)
+def test_the_rule_is_the_numpy_rule(vocabulary, operation, alpha):
+    groups = values(operation)
+    got = RUN[vocabulary](operation, [[np.copy(a) for a in g] for g in groups], alpha)
+    expected = by_numpy(operation, groups, alpha)
+    assert len(got) == len(expected)
+    for got_group, expected_group in zip(got, expected):
+        assert len(got_group) == len(expected_group)
+        for g, e in zip(got_group, expected_group):
+            assert np.asarray(g).dtype == np.float32
+            np.testing.assert_allclose(g, e, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
-def test_the_keras_ops_pullback_is_the_numpy_pullback(alpha):
-    ops = keras_ops()
-    from lookahead_inject.backends import _ops_rule
-    buffers, cached = values(2)
-    got = _ops_rule.pullback(as_tensors(ops, buffers), as_tensors(ops, cached), alpha)
-    for g, e in zip(got, numpy_pullback(buffers, cached, alpha)):
-        np.testing.assert_allclose(ops.convert_to_numpy(g), e, atol=1e-6)
+@pytest.mark.parametrize("operation", OPERATIONS)
+def test_the_torch_rule_is_the_keras_ops_rule_bit_for_bit(operation, alpha):
+    # Keras 3 on PyTorch syncs float32 state in place and other dtypes with keras.ops:
+    # one training run, one result.
+    if os.environ.get("KERAS_BACKEND") != "torch":
+        pytest.skip("keras.ops on torch tensors needs Keras 3's PyTorch backend "
+                    "(KERAS_BACKEND=torch; here: {})".format(env_label()))
+    groups = values(operation, seed=3)
+    got = by_torch(operation, [[np.copy(a) for a in g] for g in groups], alpha)
+    for got_group, expected_group in zip(got, by_ops(operation, groups, alpha)):
+        for g, e in zip(got_group, expected_group):
+            np.testing.assert_array_equal(g, e)
+
+
+def test_the_package_docstring_example_runs():
+    result = doctest.testmod(lookahead_inject.rule)
+    assert result.attempted and not result.failed
+
+
+def test_the_rule_without_tensorflow_imports_no_tensorflow():
+    # The Keras 3 JAX / PyTorch backends import ops_rule / torch_rule; their envs have no
+    # TF, so a TF import there would fail at once. Elsewhere ops_rule is Keras 3 on TF.
+    modules = ["lookahead_inject.rule", "lookahead_inject.rule.numpy_rule"]
+    if os.environ.get("KERAS_BACKEND") in ("jax", "torch"):
+        modules.append("lookahead_inject.rule.ops_rule")
+    if os.environ.get("KERAS_BACKEND") == "torch":
+        modules.append("lookahead_inject.rule.torch_rule")
+    code = ("import importlib, sys\n"
+            "for name in {!r}:\n"
+            "    importlib.import_module(name)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow'))\n"
+            ).format(modules)
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -39,7 +39,8 @@ and the flags (no device-to-host read per step).
 import numpy as np
 from keras import ops
 
-from . import _attachment, _ops_rule, _optimizer_state
+from ..rule import ops_rule
+from . import _attachment, _optimizer_state
 from ._attachment import Attachment, all_or_nothing, trainable_weights
 from ._wrapped import innermost
 
@@ -74,8 +75,8 @@ class Segment(object):
 
     def into(self, packed_value, value):
         """``packed_value`` with this weight's slow copy replaced by ``value``. In place
-        under XLA (a dynamic update slice); a concatenation of the copies instead made a
-        sync of the 1.3 M-parameter MLP 30x slower on the CPU (jax 0.10)."""
+        under XLA (a dynamic update slice), unlike a concatenation of the copies
+        (benchmarks/RESULTS.md, "Design notes from measurements")."""
         return ops.slice_update(packed_value, (self.offset,),
                                 ops.reshape(ops.cast(value, self.dtype), (self.size,)))
 
@@ -190,14 +191,14 @@ class NativeLookahead(object):
         return [w for w in self.trained if id(w) in chosen and id(w) not in waiting]
 
     def sync_now(self):
-        """``Lookahead.sync()``: the in-step rule (``_ops_rule.pull_together``), now, on
+        """``Lookahead.sync()``: the in-step rule (``ops_rule.pull``), now, on
         the weights the last compile() made trainable that hold slow copies."""
         weights = self.taken()
         if not weights:
             return
         slow = [self.slow_for(w) for w in weights]
         values = [ops.convert_to_tensor(v) for v in self.read(weights + slow)]
-        pulled = _ops_rule.pull_together(values[:len(weights)], values[len(weights):], self.alpha)
+        pulled = ops_rule.pull(values[:len(weights)], values[len(weights):], self.alpha)
         pulled = [self.platform.to_numpy(p) for p in pulled]
         self.write(weights + slow, pulled + pulled)
 
@@ -254,8 +255,8 @@ class NativeLookahead(object):
 
     def _pack(self, optimizer, weights, values):
         """The slow copies of ``weights`` (their ``values``) in one array per dtype: every
-        array in a JAX step's state costs its dispatch (~1.3 us each on a 2-core CPU),
-        which on a small model was most of Lookahead's cost per step."""
+        array in a JAX step's state costs its dispatch (benchmarks/RESULTS.md, "Design
+        notes from measurements")."""
         groups = {}
         for i, weight in enumerate(weights):
             groups.setdefault(str(_dtype(weight)), []).append(i)
@@ -324,7 +325,7 @@ class NativeLookahead(object):
             before, fast, slow, momentum, slots = operands
             slow = [b if take else s for b, s, take in zip(before, slow, taking)]
             if sync:
-                fast = _ops_rule.pull_together(fast, slow, alpha)
+                fast = ops_rule.pull(fast, slow, alpha)
                 slow = list(fast)
                 momentum, slots = self.synced_slots(momentum, slots)
             return list(fast), slow, list(momentum), list(slots)
@@ -333,23 +334,22 @@ class NativeLookahead(object):
     def synced_slots(self, momentum, slots):
         """(momentum copies, optimizer slots) after a sync, as ``optimizer_state`` says."""
         if self.optimizer_state == _optimizer_state.RESET:
-            slots = _ops_rule.reset(slots)
+            slots = ops_rule.reset(slots)
         elif self.optimizer_state == _optimizer_state.PULLBACK:
-            slots = _ops_rule.pullback(slots, momentum, self.alpha)
+            slots = ops_rule.pullback(slots, momentum, self.alpha)
             momentum = list(slots)
         return list(momentum), list(slots)
 
     def pulled_packed(self, weights, fast, packed_values):
         """(fast, packed values) after a sync of ``weights``, their slow copies
         packed: each weight is pulled and written into its segment in turn, which XLA
-        does in place (reading every segment before writing any copied the packed
-        arrays: a sync of the 1.3 M-parameter MLP took ~0.7 ms more)."""
+        does in place (reading every segment before writing any copies the packed
+        arrays: benchmarks/RESULTS.md, "Design notes from measurements")."""
         fast, packed_values = list(fast), list(packed_values)
         for i, weight in enumerate(weights):
             segment = self.slow_for(weight)
             j = segment.position
-            fast[i] = _ops_rule.pull_together([fast[i]], [segment.of(packed_values[j])],
-                                              self.alpha)[0]
+            fast[i] = ops_rule.pull([fast[i]], [segment.of(packed_values[j])], self.alpha)[0]
             packed_values[j] = segment.into(packed_values[j], fast[i])
         return fast, packed_values
 

@@ -1,28 +1,15 @@
-"""What happens to the inner optimizer's own state at a Lookahead sync.
+"""What happens to the inner optimizer's own state at a Lookahead sync: which
+optimizers each ``optimizer_state`` fits, and where their slots are.
 
-Algorithm 1 says nothing about it. The paper's authors' code offers
-``pullback_momentum = "none" | "reset" | "pullback"`` and optax's
-``lookahead(..., reset_state=True)`` offers reset; here they are
-``optimizer_state = "keep" | "reset" | "pullback"``:
-
-keep
-    the optimizer's state is left as it is (the authors' default "none").
-reset
-    every per-weight slot of the optimizer (SGD momentum, Adam's first and second
-    moments, RMSprop's accumulators, ...) goes back to its initial value, zero,
-    as optax's ``reset_state=True`` does for its slots. Unlike optax, the step
-    count (``optimizer.iterations``, Adam's bias-correction count) is NOT reset:
-    in Keras it is also the learning-rate schedule's step and the count Keras
-    checkpoints and reports, so resetting it would restart every schedule each k
-    steps. Count-like scalars of an optimizer (Nadam's momentum-cache product) are
-    kept with it.
-pullback
-    SGD's momentum buffer is interpolated like the weights,
-    ``buf <- alpha * buf + (1 - alpha) * cache`` and then ``cache <- buf``, with the
-    cache starting at zero: what the authors' code means to do. Their code keeps a
-    reference to the live buffer instead of a copy, so from the second sync on it
-    only scales the buffer by alpha (2 - alpha); a copy is kept here. The authors
-    define pullback only for SGD's momentum buffer, so other optimizers are refused.
+The options and their rule are stated in ``lookahead_inject.rule``. Details that
+concern the optimizers: "reset" keeps the step count (``optimizer.iterations``,
+Adam's bias-correction count) unlike optax's ``reset_state=True``, since in Keras it
+is also the learning-rate schedule's step and the count Keras checkpoints and
+reports; count-like scalars of an optimizer (Nadam's momentum-cache product) are
+kept with it. "pullback" is what the paper's authors' code means to do: theirs keeps
+a reference to the live buffer instead of a copy, so from the second sync on it only
+scales the buffer by alpha (2 - alpha); a copy is kept here. They define it only for
+SGD's momentum buffer, so other optimizers are refused.
 
 The ops are built inside the sync branch, so the steps that do not sync run
 none of them. The slots are found through each Keras version's optimizer API
@@ -30,11 +17,9 @@ none of them. The slots are found through each Keras version's optimizer API
 """
 
 from ..errors import OptimizerStateError
+from ..rule import KEEP, PULLBACK, RESET
 from . import _horovod
 from ._wrapped import innermost
-
-KEEP, RESET, PULLBACK = "keep", "reset", "pullback"
-OPTIONS = (KEEP, RESET, PULLBACK)
 
 #: Optimizers whose per-weight slots all start at zero in every Keras version (Keras 2
 #: OptimizerV2, the Keras 2.11+ optimizers, Keras 3).
@@ -103,31 +88,23 @@ def sync_ops(option, optimizer, trained, alpha, cache=()):
     """
     if option == KEEP:
         return []
-    import tensorflow as tf      # the TF backends' vocabulary; Keras 3 on JAX / torch: _ops_rule
+    from ..rule import tf_rule     # TF: not imported by the Keras 3 JAX / torch backends
     optimizer = innermost(optimizer)
     slots = [[_tf_variable(slot) for slot in weight_slots]
              for weight_slots in slots_of(optimizer, trained)]
     if option == RESET:
-        return [slot.assign(tf.zeros(slot.shape, slot.dtype.base_dtype))
-                for weight_slots in slots for slot in weight_slots]
-    ops = []
-    for weight_slots, cached in zip(slots, cache):
+        return tf_rule.reset([slot for weight_slots in slots for slot in weight_slots])
+    buffers, cached = [], []
+    for weight_slots, copy in zip(slots, cache):
         if len(weight_slots) > 1:
             # check() refused this optimizer at inject / compile; training went on anyway.
             raise OptimizerStateError(
                 "optimizer_state='pullback' needs SGD with momentum; {} keeps {} buffers "
                 "per weight. Compile with SGD(momentum=...) again, or inject with another "
                 "optimizer_state.".format(type(optimizer).__name__, len(weight_slots)))
-        for buf in weight_slots:         # SGD's only slot is its momentum
-            a = tf.cast(alpha, buf.dtype.base_dtype)
-            pulled = buf.assign(a * buf + (1 - a) * cached)
-            # Under a strategy TF 2.0-2.2 return per-replica values from a mirrored
-            # update, which assign cannot take: read the buffer again (a tf.function
-            # orders the read after the update), as _sync._updated does.
-            if getattr(tf.distribute, "has_strategy", lambda: False)():
-                pulled = buf.read_value()
-            ops.append(cached.assign(pulled))
-    return ops
+        buffers += weight_slots         # SGD's only slot is its momentum
+        cached += [copy] * len(weight_slots)
+    return tf_rule.pullback(buffers, cached, alpha)
 
 
 def _momentum(optimizer):

@@ -1,13 +1,8 @@
-"""The Lookahead update in TensorFlow ops, for every TF backend (JAX / PyTorch: _ops_rule).
+"""The Lookahead state of the TF backends and the ops that take and sync it.
 
-Algorithm 1 of Zhang et al. 2019, "Lookahead Optimizer: k steps forward, 1 step back":
-
-    slow <- fast                          before the first fast step
-    after fast steps k, 2k, 3k, ...:
-        slow <- slow + alpha * (fast - slow)
-        fast <- slow
-
-only for the weights the training step trains: a frozen weight is never written.
+The rule itself (Algorithm 1 and the optimizer-state options) is ``rule.tf_rule``;
+this module decides when it runs and on which weights. Only the weights the
+training step trains are synced: a frozen weight is never written.
 A weight takes its slow copy at the first step that trains it (also one created by
 the first call of a model that had no weights at inject), and again only at the
 first step that trains it after a ``compile()`` that found it frozen; the others
@@ -24,6 +19,7 @@ knows which TF version runs.
 
 import tensorflow as tf
 
+from ..rule import tf_rule
 from . import _attachment, _horovod, _optimizer_state
 
 
@@ -196,7 +192,7 @@ class LookaheadVariables(object):
             return pull_together(pairs, self.alpha, also)
 
         def count_and_sync():
-            step = _updated(self.step.assign_add(1), self.step)
+            step = tf_rule.updated(self.step.assign_add(1), self.step)
             # The phase in the cycle is the branch index: 0 syncs, any other does nothing.
             phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
             if _has_refs(pairs):
@@ -212,18 +208,11 @@ class LookaheadVariables(object):
 
 
 def pull_together(pairs, alpha, also=()):
-    """slow <- slow + alpha (fast - slow); fast <- slow, for each (fast, slow) pair
-    (and the ops ``also``: the optimizer state's at an in-step sync).
-
-    The in-step sync and ``Lookahead.sync()`` both run this.
-    """
-    assigns = list(also)
-    for fast, slow in pairs:
-        alpha_ = tf.cast(alpha, tf.as_dtype(slow.dtype).base_dtype)
-        # In place: slow += alpha (fast - slow) is one temporary and one update of
-        # slow; the value it returns (read after the add) is copied into fast.
-        assigns.append(fast.assign(_updated(slow.assign_add(alpha_ * (fast - slow)), slow)))
-    return _grouped(assigns)
+    """``tf_rule.pull`` on the (fast, slow) pairs, after the ops ``also`` (the optimizer
+    state's at an in-step sync), as one "it ran" tensor. The in-step sync and
+    ``Lookahead.sync()`` both run this."""
+    pulled = tf_rule.pull([fast for fast, _ in pairs], [slow for _, slow in pairs], alpha)
+    return _grouped(list(also) + pulled)
 
 
 def slow_name(weight, kind="slow"):
@@ -241,26 +230,9 @@ def once_for_all_replicas(fn):
     variable gives its value and assigning it writes every replica's copy with
     that same value, so replicas never drift apart.
     """
-    if _has_strategy() and not tf.distribute.in_cross_replica_context():
+    if tf_rule.has_strategy() and not tf.distribute.in_cross_replica_context():
         return tf.distribute.get_replica_context().merge_call(lambda strategy: fn())
     return fn()
-
-
-
-def _has_strategy():
-    # TF 1.x has no has_strategy; its graph backends refuse strategies altogether.
-    return getattr(tf.distribute, "has_strategy", lambda: False)()
-
-
-def _updated(result, variable):
-    """The value of ``variable`` after the update that returned ``result``.
-
-    TF 1 graphs order ops only by data dependency, so the update's own result is
-    used. Under a strategy, TF 2.0-2.2 return per-replica values from a mirrored
-    update, which ops cannot take; there the variable is read again (a
-    tf.function orders that read after the update).
-    """
-    return variable.read_value() if _has_strategy() else result
 
 
 def _has_refs(pairs):
@@ -280,9 +252,8 @@ def _if(predicate, then, refs=False):
 
     tf.switch_case (public since TF 1.14) builds the functional Case op even in a
     TF 1 graph. tf.cond there builds v1 control flow, a Switch per captured
-    variable that executes, dead, on every step: with two conds per step that
-    cost 14 % of a tiny model's 0.6 ms step on TF 1.15, the functional op nothing
-    measurable (interleaved fit timings; README "Performance"). Eagerly it just
+    variable that executes, dead, on every step, a cost the functional op does not
+    have (benchmarks/RESULTS.md, "Design notes from measurements"). Eagerly it just
     calls the chosen branch.
 
     With ``refs`` (TF1 ref variables, which standalone Keras 2.2 makes) the

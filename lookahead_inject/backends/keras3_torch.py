@@ -7,15 +7,16 @@ at every write): no device-to-host read per step, and the steps that do not sync
 run nothing per weight. ``jit_compile=True`` (Keras: ``torch.compile`` of the
 train step) compiles the forward and backward passes; the optimizer's apply with
 the Lookahead sync runs eagerly (``torch.compiler.disable``), where Python can choose.
-The sync itself is done in place with torch's multi-tensor ops (``_sync_in_place``).
+The sync itself is done in place (``rule.torch_rule``) on float32 state.
 """
 
 import torch
 from keras import ops
 
+from ..rule import torch_rule
 from . import _keras3_files, _keras3_native, _optimizer_state
 
-#: No torch.distributed support is tested: one process only (README "Keras 3 on JAX and PyTorch").
+#: No torch.distributed support is tested: one process only (docs/keras3-jax-pytorch.md).
 DISTRIBUTE = False
 
 #: Files that carry the Lookahead state by themselves (in a section of their own, beside
@@ -116,25 +117,13 @@ def _all_float32(*groups):
 
 
 def _sync_in_place(alpha, optimizer_state, weights, slow, momentum, slots):
-    """The sync of ``_ops_rule`` (pull_together, then reset / pullback) with torch's
-    multi-tensor in-place ops: the same float32 operations in the same order, so the
-    same bits, without the new tensors per weight and the copies of ``assign``, which
-    made a sync of the 1.3 M-parameter MLP ~6x slower (keras.ops + assign: median
-    10 ms, these 1.7 ms; torch 2.13 on a loaded 2-core CPU VM)."""
-    with torch.no_grad():
-        fast, slow = [w.value for w in weights], [v.value for v in slow]
-        pulled = torch._foreach_sub(fast, slow)
-        torch._foreach_mul_(pulled, alpha)
-        torch._foreach_add_(slow, pulled)                   # slow + alpha (fast - slow)
-        torch._foreach_copy_(fast, slow)
-        if not slots:
-            return
-        buffers = [v.value for v in slots]
-        if optimizer_state == _optimizer_state.RESET:
-            torch._foreach_zero_(buffers)
-        elif optimizer_state == _optimizer_state.PULLBACK:
-            cached = [v.value for v in momentum]
-            pulled = torch._foreach_mul(buffers, alpha)
-            torch._foreach_add_(pulled, torch._foreach_mul(cached, 1 - alpha))
-            torch._foreach_copy_(buffers, pulled)
-            torch._foreach_copy_(cached, pulled)
+    """The sync of ``NativeLookahead.branch`` (the weights', then the optimizer state's)
+    in place on the variables' tensors: the same bits."""
+    torch_rule.pull([w.value for w in weights], [v.value for v in slow], alpha)
+    if not slots:
+        return
+    buffers = [v.value for v in slots]
+    if optimizer_state == _optimizer_state.RESET:
+        torch_rule.reset(buffers)
+    elif optimizer_state == _optimizer_state.PULLBACK:
+        torch_rule.pullback(buffers, [v.value for v in momentum], alpha)

@@ -1,23 +1,22 @@
-"""The Lookahead update in ``keras.ops``: the rule of ``_sync.pull_together`` for the
-Keras 3 backends that have no TensorFlow (JAX, PyTorch).
+"""The rule in ``keras.ops``, for the Keras 3 backends that have no TensorFlow (JAX,
+PyTorch).
 
-Functions of values, not variables: JAX's training step is a pure function of
-its state, so each returns new values and the caller assigns them (inside the
-optimizer's stateless scope on JAX, in place on PyTorch). The TF rule and this
-one are pinned together by tests/test_update_rule.py.
+Functions of values, not variables: JAX's training step is a pure function of its
+state, so each returns new values and the caller assigns them (inside the
+optimizer's stateless scope on JAX, in place on PyTorch).
 """
 
 from keras import ops
 
 
-def pull_together(fast, slow, alpha):
+def pull(fast, slow, alpha):
     """``slow + alpha (fast - slow)`` for each (fast, slow) pair: the new slow weights,
     which are also the new fast weights."""
     return [s + ops.cast(alpha, s.dtype) * (f - s) for f, s in zip(fast, slow)]
 
 
 def reset(slots):
-    """optimizer_state="reset": every slot back to zero (``_optimizer_state``)."""
+    """optimizer_state="reset": every slot back to zero."""
     return [ops.zeros_like(slot) for slot in slots]
 
 
