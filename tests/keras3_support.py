@@ -9,7 +9,10 @@ per epoch), so reference.py's numpy optimizers and Lookahead are the expectation
 
 import numpy as np
 
-import reference
+# reference.py is imported where it is used: it takes the Lookahead update from
+# lookahead_inject.rule, and the workers that load files in a process without
+# lookahead_inject (keras3_plain_load_worker.py) build their models from here.
+
 
 N_IN, BATCH, STEPS_PER_EPOCH, EPOCHS = 4, 16, 3, 4
 STEPS = STEPS_PER_EPOCH * EPOCHS
@@ -69,6 +72,7 @@ def mlp(opt="sgd", weights=None, **compile_kwargs):
 
 
 def start_weights():
+    import reference
     return reference.mlp_init(N_IN)
 
 
@@ -77,6 +81,7 @@ def reference_run(opt, k, alpha, batches, sync_after=()):
     ``force_sync`` (la.sync()) after the steps in ``sync_after``: there the fast
     weights are those after it, the slow weights those before it."""
     params = [np.asarray(p, np.float64) for p in start_weights()]
+    import reference
     optimizer_, lookahead = reference.OPTIMIZERS[opt](), reference.LookaheadSim(k, alpha)
     trained, out = range(len(params)), []
     for step, (x, y) in enumerate(batches, 1):
