@@ -214,3 +214,24 @@ def all_or_nothing():
     except BaseException:
         undo.run()
         raise
+
+
+@contextlib.contextmanager
+def extending(attachment):
+    """``with extending(attachment) as undo:`` records more changes for an attachment made
+    already (its model's files: _keras3_files, _h5_files): if the block raises, they and the
+    attachment are taken back, and re-raised; else ``attachment.detach`` takes them back too."""
+    undo = Undo()
+    try:
+        yield undo
+    except BaseException:
+        undo.run()
+        attachment.detach()
+        raise
+    detach = attachment.detach
+
+    def detach_with_extensions():
+        undo.run()
+        detach()
+
+    attachment.detach = detach_with_extensions

@@ -35,7 +35,7 @@ import warnings
 import numpy as np
 
 from ..errors import NoLookaheadStateWarning
-from ._attachment import CHECKPOINT_NAME, all_or_nothing
+from ._attachment import CHECKPOINT_NAME, extending
 
 #: The dataset at the file's root.
 DATASET = CHECKPOINT_NAME
@@ -190,44 +190,33 @@ def install(model, attachment):
     its HDF5 files carry the Lookahead state; ``attachment.detach`` takes them away again.
     Returns ``attachment`` (the one line each Keras 2 backend's ``attach`` adds)."""
     files = Files(model, attachment)
-    try:
-        with all_or_nothing() as undo:
-            # The methods as they are now: the backend's own wrappers included (_graph's
-            # load_weights, which restarts the step-0 check after a load).
-            original_save, original_save_weights = model.save, model.save_weights
-            original_load_weights = model.load_weights
+    with extending(attachment) as undo:
+        # The methods as they are now: the backend's own wrappers included (_graph's
+        # load_weights, which restarts the step-0 check after a load).
+        original_save, original_save_weights = model.save, model.save_weights
+        original_load_weights = model.load_weights
 
-            def save(filepath, *args, **kwargs):
-                result = original_save(filepath, *args, **kwargs)
-                files.saved(filepath, _arguments(model, "save", filepath, args, kwargs), True)
-                return result
+        def save(filepath, *args, **kwargs):
+            result = original_save(filepath, *args, **kwargs)
+            files.saved(filepath, _arguments(model, "save", filepath, args, kwargs), True)
+            return result
 
-            def save_weights(filepath, *args, **kwargs):
-                result = original_save_weights(filepath, *args, **kwargs)
-                files.saved(filepath, _arguments(model, "save_weights", filepath, args, kwargs),
-                            False)
-                return result
+        def save_weights(filepath, *args, **kwargs):
+            result = original_save_weights(filepath, *args, **kwargs)
+            files.saved(filepath, _arguments(model, "save_weights", filepath, args, kwargs),
+                        False)
+            return result
 
-            def load_weights(filepath, *args, **kwargs):
-                result = original_load_weights(filepath, *args, **kwargs)
-                files.loaded(filepath, _arguments(model, "load_weights", filepath, args, kwargs))
-                return result
+        def load_weights(filepath, *args, **kwargs):
+            result = original_load_weights(filepath, *args, **kwargs)
+            files.loaded(filepath, _arguments(model, "load_weights", filepath, args, kwargs))
+            return result
 
-            for name, wrapper, original in (("save", save, original_save),
-                                            ("save_weights", save_weights, original_save_weights),
-                                            ("load_weights", load_weights, original_load_weights)):
-                wrapper.__doc__ = original.__doc__
-                undo.set_attribute(model, name, wrapper)
-    except BaseException:
-        attachment.detach()
-        raise
-    detach = attachment.detach
-
-    def detach_with_files():
-        undo.run()
-        detach()
-
-    attachment.detach = detach_with_files
+        for name, wrapper, original in (("save", save, original_save),
+                                        ("save_weights", save_weights, original_save_weights),
+                                        ("load_weights", load_weights, original_load_weights)):
+            wrapper.__doc__ = original.__doc__
+            undo.set_attribute(model, name, wrapper)
     return attachment
 
 

@@ -25,7 +25,7 @@ the loaded weights at the next step, and says so in one log line.
 import keras
 import numpy as np
 
-from ._attachment import CHECKPOINT_NAME, all_or_nothing
+from ._attachment import CHECKPOINT_NAME, extending
 
 #: The optimizer's attribute, so the file section's name under the optimizer's.
 ATTRIBUTE = CHECKPOINT_NAME
@@ -105,30 +105,19 @@ def install(model, attachment):
     optimizer a later ``compile()`` brings; ``attachment.detach`` takes it away again.
     Returns ``attachment`` (the one line each Keras 3 backend's ``attach`` adds)."""
     files = Files(model, attachment)
-    try:
-        with all_or_nothing() as undo:
-            undo.add(files.remove)
-            files.place()
-            original_compile = model.compile       # the backend's, which keeps the hook
+    with extending(attachment) as undo:
+        undo.add(files.remove)
+        files.place()
+        original_compile = model.compile       # the backend's, which keeps the hook
 
-            def compile_keeping_lookahead_section(*args, **kwargs):
-                try:
-                    return original_compile(*args, **kwargs)
-                finally:
-                    files.place()
+        def compile_keeping_lookahead_section(*args, **kwargs):
+            try:
+                return original_compile(*args, **kwargs)
+            finally:
+                files.place()
 
-            compile_keeping_lookahead_section.__doc__ = original_compile.__doc__
-            undo.set_attribute(model, "compile", compile_keeping_lookahead_section)
-    except BaseException:
-        attachment.detach()
-        raise
-    detach = attachment.detach
-
-    def detach_with_files():
-        undo.run()
-        detach()
-
-    attachment.detach = detach_with_files
+        compile_keeping_lookahead_section.__doc__ = original_compile.__doc__
+        undo.set_attribute(model, "compile", compile_keeping_lookahead_section)
     return attachment
 
 
