@@ -10,11 +10,12 @@ Importing this package does not import TensorFlow; ``inject`` and ``detect`` do.
 from .errors import (EstimatorNotSupportedError, InvalidArgumentError, LookaheadError,
                      ModelNotReadyError, NoLookaheadStateWarning, OptimizerStateError,
                      StateFileError, UnsupportedEnvironmentError)
-from .lookahead import Lookahead, detect, inject
+from .loading import load_model
+from .lookahead import Lookahead, detect, inject, of
 
 __version__ = "0.1.0"
 
-__all__ = ["inject", "Lookahead", "detect", "LookaheadError", "InvalidArgumentError",
-           "ModelNotReadyError", "StateFileError", "UnsupportedEnvironmentError",
+__all__ = ["inject", "Lookahead", "detect", "of", "load_model", "LookaheadError",
+           "InvalidArgumentError", "ModelNotReadyError", "StateFileError", "UnsupportedEnvironmentError",
            "EstimatorNotSupportedError", "OptimizerStateError", "NoLookaheadStateWarning",
            "__version__"]

@@ -15,9 +15,11 @@ from .environment import detect_environment, keras_label, model_keras_module
 from .errors import InvalidArgumentError, ModelNotReadyError
 from .rule import OPTIMIZER_STATES, PULLBACK
 
-# model -> (k, alpha) of its Lookahead, so a second inject on the same model is refused.
+# model -> a weak reference to its handle, for ``of(model)`` and a second ``inject``.
 # Never the handle itself: it holds the model, and a value that references its weak key
-# keeps that key alive, so every injected model would live until the process ends.
+# keeps that key alive, so every injected model would live until the process ends. The
+# handle lives as long as the model trains with it: the attachment the model's wrappers
+# hold keeps the handle's state functions (Attachment.bind).
 _INJECTED = weakref.WeakKeyDictionary()
 
 
@@ -134,18 +136,25 @@ class Lookahead(object):
         if self.model is not None:
             return Lookahead(self.k, self.alpha, self.optimizer_state).inject(model, backend)
         _check_compiled(model)
-        if model in _INJECTED:
+        current = of(model)
+        if current is not None:
+            # A model that already trains with this Lookahead (e.g. from load_model): its
+            # handle, rather than a second Lookahead that would restart the cycle.
+            if (current.k, current.alpha, current.optimizer_state) == \
+                    (self.k, self.alpha, self.optimizer_state):
+                return current
             raise ModelNotReadyError(
-                "This model already trains with Lookahead (k={}, alpha={}). Use the "
-                "handle inject() returned, or call its remove() before injecting "
-                "again.".format(*_INJECTED[model]))
+                "This model already trains with Lookahead (k={}, alpha={}, optimizer_state="
+                "{!r}). Use its handle (lookahead_inject.of(model)), or call its remove() "
+                "before injecting another.".format(current.k, current.alpha,
+                                                   current.optimizer_state))
         name = dispatch.choose_backend(detect_environment(model), backend)
         module = dispatch.load_backend(name)
         module.check(model)
         self._attachment = module.attach(model, self.k, self.alpha, self.optimizer_state)
         self._attachment.bind(self.get_state, self.set_state, self._weight_specs)
         self.model, self.backend = model, name
-        _INJECTED[model] = (self.k, self.alpha)
+        _INJECTED[model] = weakref.ref(self)
         return self
 
     def remove(self):
@@ -333,6 +342,24 @@ def inject(model, k=5, alpha=0.5, backend="auto", optimizer_state="keep"):
     6
     """
     return Lookahead(k, alpha, optimizer_state).inject(model, backend)
+
+
+def of(model):
+    """The ``Lookahead`` handle of a model that trains with Lookahead, else None.
+
+    >>> import tensorflow as tf
+    >>> import lookahead_inject
+    >>> model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,))])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> lookahead_inject.of(model) is None
+    True
+    >>> la = lookahead_inject.inject(model, k=3)
+    >>> lookahead_inject.of(model) is la, lookahead_inject.inject(model, k=3) is la
+    (True, True)
+    """
+    reference = _INJECTED.get(model)
+    handle = reference() if reference is not None else None
+    return handle if handle is not None and handle.model is model else None
 
 
 def detect(model=None, backend="auto"):

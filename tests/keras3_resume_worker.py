@@ -9,6 +9,8 @@ FORMAT says what carries the model, the optimizer's own state and the Lookahead 
                             (other random weights), inject, optimizer.build, load_weights
   keras_and_get_state       model.save("m.keras") + la.get_state() in an .npz;
                             load_model, inject, la.set_state
+  keras_alone               model.save("m.keras") alone; lookahead_inject.load_model,
+                            whose Lookahead a second inject finds
 first:  the start weights, inject, FIRST_STEPS steps, save
 second: load as FORMAT says, SECOND_STEPS steps; DIR/final.npz holds the weights, the slow
         weights and the step
@@ -34,6 +36,8 @@ def save(model, la):
         model.save_weights(path("w.weights.h5"))
     else:
         model.save(path("m.keras"))
+    if FORMAT == "keras_alone":
+        return
     if FORMAT == "keras_and_get_state":
         state = la.get_state()
         np.savez(path("state.npz"), *state["slow_weights"], step=state["step"])
@@ -43,7 +47,13 @@ def save(model, la):
 
 def load():
     import keras
+    import lookahead_inject
     from lookahead_inject import inject
+    if FORMAT == "keras_alone":
+        model = lookahead_inject.load_model(path("m.keras"))
+        la = lookahead_inject.of(model)
+        assert inject(model, k=K, alpha=ALPHA) is la, "a second inject started another"
+        return model, la
     if FORMAT == "weights_and_state_file":
         model = support.mlp(OPTIMIZER)
         la = inject(model, k=K, alpha=ALPHA)

@@ -174,8 +174,9 @@ print("LEGACY BLOCK OK", detect(model)["keras_label"], detect(model)["backend"])
 def test_docstring_examples_run():
     harness.skip_without_tensorflow("the docstrings' examples build tf.keras models")
     finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    tests = [t for t in finder.find(lookahead_inject.lookahead) if t.examples]
-    assert len(tests) >= 2
+    tests = [t for module in (lookahead_inject.lookahead, lookahead_inject.loading)
+             for t in finder.find(module) if t.examples]
+    assert len(tests) >= 4
     for test in tests:
         runner.run(test)
     assert runner.summarize(verbose=False).failed == 0

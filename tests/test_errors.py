@@ -95,11 +95,31 @@ def test_unknown_backend_name():
         inject(model, backend="tf3")
 
 
-def test_second_inject_on_the_same_model_refused():
+def test_second_inject_with_other_settings_on_the_same_model_refused():
     model = harness.mlp("sgd", harness.start_weights())
     inject(model, k=3)
-    with pytest.raises(ModelNotReadyError, match=r"already trains with Lookahead \(k=3.*remove\(\)"):
+    with pytest.raises(ModelNotReadyError,
+                       match=r"already trains with Lookahead \(k=3.*lookahead_inject\.of\(model\).*remove\(\)"):
         inject(model, k=4)
+
+
+def test_second_inject_with_the_same_settings_returns_the_models_handle():
+    model = harness.mlp("sgd", harness.start_weights())
+    la = inject(model, k=3, alpha=0.5)
+    assert inject(model, k=3, alpha=0.5) is la
+
+
+def test_of_gives_the_handle_while_the_model_trains_with_it_and_none_after_remove():
+    import gc
+    import lookahead_inject
+    model = harness.mlp("sgd", harness.start_weights())
+    assert lookahead_inject.of(model) is None
+    handle_id = id(inject(model, k=3))       # the caller keeps no reference to the handle
+    gc.collect()
+    la = lookahead_inject.of(model)
+    assert la is not None and id(la) == handle_id and la.model is model
+    la.remove()
+    assert lookahead_inject.of(model) is None
 
 
 @pytest.mark.skipif(not (harness.GRAPH and harness.ENVIRONMENT.tf_version >= Version("2.11")),

@@ -27,6 +27,7 @@ import pytest
 
 import harness
 import reference
+import lookahead_inject
 from lookahead_inject import NoLookaheadStateWarning, StateFileError, inject
 from test_trajectory import expected
 
@@ -109,6 +110,39 @@ def test_a_run_resumed_from_the_file_ends_where_the_uninterrupted_run_and_numpy_
     harness.assert_trajectories_equal(trajectory, uninterrupted[FIRST:], atol=1e-6)
     harness.assert_trajectories_equal(trajectory, expected("sgd", K, ALPHA, *harness.data(),
                                                            steps=FIRST + SECOND)[FIRST:])
+
+
+def test_load_model_gives_the_loaded_model_the_lookahead_of_the_file(tmp_path):
+    steps = batches()
+    model = harness.mlp("sgd", harness.start_weights())
+    inject(model, k=K, alpha=ALPHA)
+    for bx, by in steps[:FIRST]:
+        model.train_on_batch(bx, by)
+    path = save(model, "model_save_h5", tmp_path)
+    # Standalone Keras' own SGD races with itself (harness.gradients_first): the tests' one,
+    # through load_model's arguments, which go to Keras' loader.
+    custom = {"SGD": type(harness.optimizer("sgd"))} if harness.STANDALONE else {}
+    loaded = lookahead_inject.load_model(path, loader=harness.keras.models.load_model,
+                                         custom_objects=custom)
+    la = lookahead_inject.of(loaded)
+    assert (la.k, la.alpha, la.step) == (K, ALPHA, FIRST)
+    assert inject(loaded, k=K, alpha=ALPHA) is la        # finds it, starts no other
+    trajectory = []
+    for bx, by in steps[FIRST:]:
+        loaded.train_on_batch(bx, by)
+        trajectory.append(loaded.get_weights())
+    harness.assert_trajectories_equal(trajectory, expected("sgd", K, ALPHA, *harness.data(),
+                                                           steps=FIRST + SECOND)[FIRST:])
+
+
+def test_load_model_of_a_plain_file_warns_that_it_holds_no_lookahead(tmp_path):
+    model = harness.mlp("sgd", harness.start_weights())
+    path = save(model, "model_save_h5", tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = lookahead_inject.load_model(path, loader=harness.keras.models.load_model)
+    assert lookahead_inject.of(loaded) is None
+    assert any("holds no Lookahead state" in w for w in lookahead_warnings(caught))
 
 
 @pytest.mark.parametrize("file", FILES)

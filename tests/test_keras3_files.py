@@ -33,7 +33,7 @@ OPTIMIZERS = ("momentum", "adam", "loss_scaled_adam")
 
 @pytest.mark.parametrize("opt", ["momentum", "adam"])
 @pytest.mark.parametrize("fmt", ["keras_and_state_file", "weights_and_state_file",
-                                 "keras_and_get_state"])
+                                 "keras_and_get_state", "keras_alone"])
 def test_resume_in_a_fresh_process_is_exact(fmt, opt, tmp_path):
     for phase in ("first", "second"):
         subprocess.run([sys.executable, os.path.join(HERE, "keras3_resume_worker.py"), fmt, opt,

@@ -421,3 +421,46 @@ def test_keras2_backup_and_restore_resumes_lookahead_exactly(tmp_path):
     assert la.step == len(batches)
     support.assert_close(model.get_weights(), want_weights, "weights")
     support.assert_close(la.get_state()["slow_weights"], want_slow, "slow weights")
+
+
+def test_keras2_backup_and_restore_every_few_batches_restores_the_state_of_its_backup(tmp_path):
+    # What Keras 2 resumes from a mid-epoch backup is Keras' own affair (see the test
+    # above); what Lookahead owes it is the state of that backup: the step count and the
+    # slow weights at the batch the backup was written, restored before the first step.
+    reason = keras2_eager_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    if harness.tf_older_than(2, 11):
+        pytest.skip("TF {}: BackupAndRestore takes save_freq from TF 2.11".format(
+            harness.tf.__version__))
+    from lookahead_inject import inject
+    keras = harness.keras
+    x, y = harness.data()
+    backup = str(tmp_path / "backup")
+    first = harness.mlp(OPT, harness.start_weights())
+    first_la = inject(first, k=K, alpha=ALPHA)
+    states = {}
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            states[first_la.step] = (first.get_weights(), first_la.get_state()["slow_weights"])
+            if first_la.step == 8:      # backups after steps 3 and 6: inside the second cycle
+                raise Interrupted()
+    with pytest.raises(Interrupted):
+        first.fit(x, y, batch_size=harness.BATCH, epochs=EPOCHS, shuffle=False, verbose=0,
+                  callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=3), Record()])
+    model = harness.mlp(OPT)
+    la = inject(model, k=K, alpha=ALPHA)
+    restored = []
+
+    class Capture(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            restored.append((la.step, model.get_weights(), la.get_state()["slow_weights"]))
+            raise Interrupted()
+    with pytest.raises(Interrupted):
+        model.fit(x, y, batch_size=harness.BATCH, epochs=EPOCHS, shuffle=False, verbose=0,
+                  callbacks=[keras.callbacks.BackupAndRestore(backup, save_freq=3), Capture()])
+    step, weights, slow = restored[0]
+    assert step == 6
+    support.assert_close(weights, states[6][0], "weights of the backup")
+    support.assert_close(slow, states[6][1], "slow weights of the backup")

@@ -180,6 +180,18 @@ class Files(object):
             self.attachment.restart()
 
 
+def read_state(path):
+    """The Lookahead state bytes in the Keras 2 HDF5 file ``path``, or None when it has
+    none (written without Lookahead, or not HDF5)."""
+    if not _is_hdf5_file(path):
+        return None
+    import h5py
+    with h5py.File(path, "r") as f:
+        if DATASET in f and isinstance(f[DATASET], h5py.Dataset):
+            return np.asarray(f[DATASET], np.uint8).tobytes()
+    return None
+
+
 def _keras_version(model):
     from ..environment import model_keras_module
     return getattr(model_keras_module(model), "__version__", "2")
@@ -220,4 +232,4 @@ def install(model, attachment):
     return attachment
 
 
-__all__ = ["install"]
+__all__ = ["install", "read_state"]

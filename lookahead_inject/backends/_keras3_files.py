@@ -121,4 +121,37 @@ def install(model, attachment):
     return attachment
 
 
-__all__ = ["install", "LookaheadSection"]
+class _Capture(object):
+    """A ``Files`` stand-in that keeps the bytes a section loads (``read_state``)."""
+
+    def __init__(self):
+        self.data = None
+
+    def restore(self, data):
+        self.data = data
+
+    def restart(self):
+        self.data = None
+
+
+def read_state(model, path):
+    """The Lookahead state bytes in the Keras 3 file ``path`` (``.keras``,
+    ``.weights.h5``) that ``model`` was just loaded from, or None when it has none.
+
+    Read by Keras' own loader, so whatever layout this Keras version gives the file: a
+    section on the model's optimizer for one ``load_weights`` of the same file, which
+    puts back the values the model already holds.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    capture = _Capture()
+    setattr(optimizer, ATTRIBUTE, LookaheadSection(capture))
+    try:
+        model.load_weights(path)
+    finally:
+        delattr(optimizer, ATTRIBUTE)
+    return capture.data
+
+
+__all__ = ["install", "read_state", "LookaheadSection"]
