@@ -10,9 +10,9 @@ from lookahead_inject import inject
 
 layers = harness.keras.layers
 
-# k=5 over 4 accumulated batches syncs after batches 20 and 40; 14 epochs of 3 batches
-# reach both.
-K, ALPHA, ACCUMULATE, EPOCHS = 5, 0.5, 4, 14
+# k=2 over 4 accumulated batches syncs after batches 8 and 16 (a count of batches would
+# sync after batch 2); 6 epochs of 3 batches reach both and end between two updates.
+K, ALPHA, ACCUMULATE, EPOCHS = 2, 0.5, 4, 6
 
 
 def accumulating(opt):
