@@ -256,7 +256,9 @@ def test_tf_python_table_is_readmes_and_is_consistent():
     assert environment.tf_for_python("3.7") == ("1.14", "2.11")
 
 
-RUN = ["run", "--result-json", ".tox/results/tox-run.json"]
+# Two envs at a time unless LOOKAHEAD_CI_PARALLEL says otherwise (unset in this test).
+RUN = ["run-parallel", "--parallel", "2", "--parallel-no-spinner", "--result-json",
+       ".tox/results/tox-run.json"]
 MATRIX = ["--matrix", "compat_matrix.json", "--output", "compat_matrix.md"]
 
 
@@ -282,8 +284,11 @@ def test_ci_run_passes_its_arguments_to_tox_and_merges_the_matrix(tmp_path, argv
         script = bin_dir / tool
         script.write_text("#!/bin/sh\necho \"$@\" >> {}\n".format(tmp_path / (tool + ".log")))
         script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    environ = dict(os.environ)
+    environ.pop("LOOKAHEAD_CI_PARALLEL", None)
     out = subprocess.run(["bash", str(tmp_path / ".ci" / "run")] + argv, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)
+                         stderr=subprocess.STDOUT, universal_newlines=True, timeout=120,
+                         env=environ)
     assert out.returncode == 0, out.stdout
     assert (tmp_path / "tox.log").read_text().split() == tox_args
     assert (tmp_path / "python.log").read_text().split() == \
