@@ -3,11 +3,15 @@
 and of 40 Dense layers (20 and 80 weight tensors, Adam), and must be the same at both
 depths. Each backend counts what its step is made of:
 
-- TF graph mode (TF 1.x, TF 2 with --tf-mode graph): the ops a session run of the train
-  function executes, i.e. the graph ops its fetches (outputs and updates) depend on.
+- TF graph mode (TF 1.x, TF 2 with --tf-mode graph): the graph ops the train function's
+  fetches (outputs and updates) depend on; and the nodes a session run of it executes
+  (its partition graphs, after TF's own rewrites: a functional Case / If op is lowered
+  there to a Switch per input with both branches' ops inlined, which run dead on every
+  step that does not take them).
 - TF 2 eager, tf-keras, Keras 3 on TF: the ops of the graph ``tf.function`` traces from
-  ``model.train_step`` (what ``fit``'s train function runs), top level only: a branch's
-  body is a function of its own that runs only when chosen.
+  ``model.train_step`` (what ``fit``'s train function runs), top level only (a branch's
+  body is a function of its own); and the nodes a call of it executes (its partition
+  graphs, as in graph mode).
 - Keras 3 on JAX: the instructions of the entry computation of the step ``fit`` compiles
   and the bytes its copy instructions write, from XLA's dump (as
   tests/test_jax_step_copies.py; a loop's body runs only when it syncs).
@@ -137,9 +141,72 @@ def traced_step_ops(depth, injected):
     return collections.Counter(op.type for op in graph.get_operations())
 
 
+def partition_nodes(run_metadata):
+    return collections.Counter(node.op for graph in run_metadata.partition_graphs
+                               for node in graph.node)
+
+
+def graph_step_executed(depth, injected):
+    """Op types of the nodes a session run of the graph train function executes, at the
+    second step (the first takes the slow copies), from the session's partition graphs."""
+    tf, keras = harness.tf, harness.keras
+    built = model(depth, injected)
+    x, y = batch()
+    built.train_on_batch(x, y)
+    function = built.train_function
+    data = [x, y, np.ones(BATCH, "float32")]
+    feeds = {}
+    for placeholder in function.inputs:
+        feeds[placeholder] = (True if "learning_phase" in placeholder.name else data.pop(0))
+    metadata = tf.compat.v1.RunMetadata()
+    session = getattr(keras.backend, "get_session", None) or tf.compat.v1.keras.backend.get_session
+    session().run(list(function.outputs) + [function.updates_op], feeds,
+                  options=tf.compat.v1.RunOptions(output_partition_graphs=True),
+                  run_metadata=metadata)
+    return partition_nodes(metadata)
+
+
+def traced_step_executed(depth, injected):
+    """Op types of the nodes one call of the ``train_step`` tf.function executes, at the
+    second step (the first, by fit, built the optimizer and took the slow copies), from
+    the partition graphs TF reports for the function's first run."""
+    tf = harness.tf
+    from tensorflow.python.eager import context
+    built = model(depth, injected)
+    x, y = batch()
+    built.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    step = tf.function(built.train_step)
+    data = (tf.constant(x), tf.constant(y))
+    step.get_concrete_function(data)
+    context.context().enable_run_metadata()
+    try:
+        # What was recorded before (the eager ops of fit and inject) is dropped.
+        context.context().export_run_metadata()
+        step(data)
+        metadata = context.context().export_run_metadata()
+    finally:
+        context.context().disable_run_metadata()
+    counts = collections.Counter()
+    for function in metadata.function_graphs:
+        counts.update(partition_nodes(function))
+    return counts
+
+
 @needs_tensorflow_step(graph=True)
-def test_a_graph_train_function_that_does_not_sync_runs_as_many_ops_more_than_plain_at_40_layers_as_at_10():
+def test_a_graph_train_function_that_does_not_sync_has_as_many_ops_more_than_plain_at_40_layers_as_at_10():
     extra, counts = added(graph_step_ops)
+    assert extra[DEEP] == extra[SHALLOW], explain(counts)
+
+
+@needs_tensorflow_step(graph=True)
+def test_a_graph_train_function_that_does_not_sync_executes_as_many_nodes_more_than_plain_at_40_layers_as_at_10():
+    extra, counts = added(graph_step_executed)
+    assert extra[DEEP] == extra[SHALLOW], explain(counts)
+
+
+@needs_tensorflow_step(graph=False)
+def test_a_traced_tf_step_that_does_not_sync_executes_as_many_nodes_more_than_plain_at_40_layers_as_at_10():
+    extra, counts = added(traced_step_executed)
     assert extra[DEEP] == extra[SHALLOW], explain(counts)
 
 
