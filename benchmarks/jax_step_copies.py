@@ -39,24 +39,57 @@ model.fit(x, y, batch_size=64, epochs=2, verbose=0)
 
 
 def copied_bytes(momentum, option):
+    return bytes_copied(step_module(FIT.format(momentum=momentum, option=option)))
+
+
+def step_module(source):
+    """The optimized HLO text of the train step that ``source`` (a script calling ``fit``
+    once) compiles, run with KERAS_BACKEND=jax in a fresh process."""
     with tempfile.TemporaryDirectory() as dump:
         env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_dump_to=" + dump,
                    PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-        subprocess.run([sys.executable, "-c", FIT.format(momentum=momentum, option=option)],
-                       env=env, check=True, stderr=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-c", source], env=env, check=True,
+                       stderr=subprocess.DEVNULL)
         modules = glob.glob(os.path.join(dump, "*jit_train_step.cpu_after_optimizations.txt"))
         if len(modules) != 1:
             raise RuntimeError("expected one compiled train step, found %d" % len(modules))
-        text = open(modules[0]).read()
+        with open(modules[0]) as module:
+            return module.read()
+
+
+def entry_computation(text):
+    """The step's entry computation: what runs on every step (a loop's or a conditional's
+    body is a computation of its own)."""
     entry = text[text.index("\nENTRY "):]
+    return entry[:entry.index("\n}") + 2]
+
+
+def bytes_copied(text):
+    """Bytes the copy instructions of the entry computation write."""
     total = 0
-    for match in COPY.finditer(entry):
+    for match in COPY.finditer(entry_computation(text)):
         dims = [int(d) for d in match.group(2).split(",") if d]
         count = 1
         for d in dims:
             count *= d
         total += count * ITEMSIZE[match.group(1)]
     return total
+
+
+OPCODE = re.compile(r"= .*? ([a-z][a-z0-9-]*)\(")
+#: Instructions that move no data: a computation's inputs, a tuple's packing and
+#: unpacking, a reinterpretation of a buffer, a literal.
+BOOKKEEPING = frozenset(["parameter", "tuple", "get-tuple-element", "bitcast", "constant"])
+
+
+def entry_opcodes(text):
+    """The opcode of every instruction of the entry computation."""
+    codes = []
+    for line in entry_computation(text).splitlines()[1:]:
+        match = OPCODE.search(line)
+        if match:
+            codes.append(match.group(1))
+    return codes
 
 
 def main():
