@@ -257,8 +257,7 @@ def test_tf_python_table_is_readmes_and_is_consistent():
 
 
 # Two envs at a time unless LOOKAHEAD_CI_PARALLEL says otherwise (unset in this test).
-RUN = ["run-parallel", "--parallel", "2", "--parallel-no-spinner", "--result-json",
-       ".tox/results/tox-run.json"]
+RUN = ["run-parallel", "--parallel", "2", "--result-json", ".tox/results/tox-run.json"]
 MATRIX = ["--matrix", "compat_matrix.json", "--output", "compat_matrix.md"]
 
 
