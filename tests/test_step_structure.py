@@ -99,6 +99,15 @@ def explain(counts):
 # -- TensorFlow -------------------------------------------------------------------
 
 
+#: Issue #22 is open for TensorFlow: a TF step that does not sync still runs work per weight
+#: (the sync's Case ops, which TF lowers to a Switch per input with both branches inlined,
+#: and one captured input per slow variable; docs/performance.md). Strict: the day a change
+#: makes one of these pass, it fails until this mark goes.
+PER_WEIGHT_TF_STEP = pytest.mark.xfail(
+    strict=True, reason="issue #22, open: the TF backends' non-syncing step still does work per "
+                        "weight (lowered Case ops, a captured input per slow variable)")
+
+
 def needs_tensorflow_step(graph):
     if harness.KERAS3_WITHOUT_TF:
         return pytest.mark.skipif(True, reason=str(harness.without_tensorflow("no TF graph")))
@@ -193,24 +202,28 @@ def traced_step_executed(depth, injected):
 
 
 @needs_tensorflow_step(graph=True)
+@PER_WEIGHT_TF_STEP
 def test_a_graph_train_function_that_does_not_sync_has_as_many_ops_more_than_plain_at_40_layers_as_at_10():
     extra, counts = added(graph_step_ops)
     assert extra[DEEP] == extra[SHALLOW], explain(counts)
 
 
 @needs_tensorflow_step(graph=True)
+@PER_WEIGHT_TF_STEP
 def test_a_graph_train_function_that_does_not_sync_executes_as_many_nodes_more_than_plain_at_40_layers_as_at_10():
     extra, counts = added(graph_step_executed)
     assert extra[DEEP] == extra[SHALLOW], explain(counts)
 
 
 @needs_tensorflow_step(graph=False)
+@PER_WEIGHT_TF_STEP
 def test_a_traced_tf_step_that_does_not_sync_executes_as_many_nodes_more_than_plain_at_40_layers_as_at_10():
     extra, counts = added(traced_step_executed)
     assert extra[DEEP] == extra[SHALLOW], explain(counts)
 
 
 @needs_tensorflow_step(graph=False)
+@PER_WEIGHT_TF_STEP
 def test_a_traced_tf_step_that_does_not_sync_has_as_many_ops_more_than_plain_at_40_layers_as_at_10():
     extra, counts = added(traced_step_ops)
     assert extra[DEEP] == extra[SHALLOW], explain(counts)
@@ -333,6 +346,8 @@ def test_a_torch_step_that_does_not_sync_dispatches_as_many_torch_ops_more_than_
 
 
 @needs_torch
+@pytest.mark.xfail(strict=True, reason="issue #22, open: NativeLookahead.variables_in_step builds "
+                   "its cache key with a generator over the weights, one Python call per weight")
 def test_a_torch_step_that_does_not_sync_makes_as_many_python_calls_more_than_plain_at_40_layers_as_at_10():
     extra, counts = added(python_calls)
     assert extra[DEEP] == extra[SHALLOW], explain(counts)
