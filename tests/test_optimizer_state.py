@@ -203,8 +203,8 @@ def _slots(model, trained=None):
         prefixes = [w.path.replace("/", "_") + "_" for w in trained]
         return [v for prefix in prefixes for v in optimizer_own_variables(model.optimizer)
                 if v.name.startswith(prefix)]
-    from lookahead_inject.backends import _optimizer_state
-    return [s for slots in _optimizer_state.slots_of(model.optimizer, trained) for s in slots]
+    from lookahead_inject.backends.common import optimizer_slots
+    return [s for slots in optimizer_slots.slots_of(model.optimizer, trained) for s in slots]
 
 
 def optimizer_own_variables(optimizer):

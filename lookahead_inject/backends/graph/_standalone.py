@@ -3,29 +3,20 @@
 Standalone Keras (``import keras``, 2.2 / 2.3 on TF 1.x) has an engine of its
 own, but its ``Model._make_train_function`` is the same shape as TF 1.x
 tf.keras': one ``K.function`` whose updates are the optimizer's plus the
-model's. So these backends reuse ``_graph.attach`` (the Lookahead ops appended
+model's. So these backends reuse ``_train_function.attach`` (the Lookahead ops appended
 to that ``K.function``) with a builder that mirrors the Keras version's own.
 What differs from tf.keras: the learning phase is an input only when the model
 uses it (``_uses_dynamic_learning_phase``; there is no
 ``symbolic_learning_phase``), Keras 2.2 makes TF1 ref variables (the sync then
-branches with v1 control flow, see ``_sync._if``), and the models are not
+branches with v1 control flow, see ``common.tf_sync._if``), and the models are not
 TF Trackables: their weights are saved to HDF5 only, so no TF checkpoint carries
-the Lookahead state; their HDF5 files do (``_h5_files``, installed by ``_graph.attach``).
+the Lookahead state; their HDF5 files do (``common.h5_files``, installed by ``_train_function.attach``).
 """
 
-from ..errors import OptimizerStateError
-from . import _graph
-
-#: Lookahead under a tf.distribute strategy: standalone Keras has no strategies.
-DISTRIBUTE = False
-
-#: Standalone Keras saves to HDF5 only; its files carry the state (_h5_files, through
-#: _graph.attach; tests/test_h5_files.py).
-CHECKPOINT_FORMATS = (".h5 / .hdf5 HDF5 (model.save, save_weights; restored by load_weights)",)
-
-
-def check(model):
-    _graph.check(model)
+from ...errors import OptimizerStateError
+from .. import Backend
+from ..common import h5_files
+from . import _train_function
 
 
 def attach(model, k, alpha, build_train_function, optimizer_state="keep"):
@@ -37,7 +28,17 @@ def attach(model, k, alpha, build_train_function, optimizer_state="keep"):
             "its optimizers offer no way to find their per-weight state. Use "
             "optimizer_state='keep', or build the model with tf.keras.".format(
                 optimizer_state, _keras_version()))
-    return _graph.attach(model, k, alpha, build_train_function, checkpoint=False)
+    return _train_function.attach(model, k, alpha, build_train_function, checkpoint=False)
+
+
+def backend(build_train_function):
+    """The ``Backend`` of a standalone-Keras version whose builder is ``build_train_function``.
+    No tf.distribute: standalone Keras has no strategies. It saves to HDF5 only, and its
+    files carry the state (common.h5_files, through _train_function.attach)."""
+    def attach_(model, k, alpha, optimizer_state="keep"):
+        return attach(model, k, alpha, build_train_function, optimizer_state)
+    return Backend(distribute=False, checkpoint_formats=(h5_files.FORMAT,),
+                   check=_train_function.check, attach=attach_)
 
 
 def _keras_version():

@@ -23,7 +23,7 @@ import functools
 import importlib
 import weakref
 
-from ..errors import EstimatorNotSupportedError
+from ...errors import EstimatorNotSupportedError
 
 # The module every public path calls at call time (tf.keras.estimator and
 # tf.compat.v1.keras.estimator import it inside their function body and look

@@ -14,7 +14,7 @@ import contextlib
 
 import tensorflow as tf
 
-from ._wrapped import innermost  # noqa: F401  (the backends import it from here)
+from ..common.optimizer_chain import innermost
 
 
 @contextlib.contextmanager

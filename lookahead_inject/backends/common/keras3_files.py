@@ -25,8 +25,11 @@ the loaded weights at the next step, and says so in one log line.
 import keras
 import numpy as np
 
-from ._attachment import CHECKPOINT_NAME, extending
+from .attachment import CHECKPOINT_NAME, extending
 
+#: The files that carry the state (what ``detect()`` lists; tests/test_keras3_keras_files.py).
+FORMATS = (".keras (model.save, ModelCheckpoint)",
+           ".weights.h5 (save_weights, ModelCheckpoint, BackupAndRestore)")
 #: The optimizer's attribute, so the file section's name under the optimizer's.
 ATTRIBUTE = CHECKPOINT_NAME
 KEY = "state"
@@ -40,7 +43,7 @@ class LookaheadSection(keras.losses.Loss):
     summary; not a Variable, so the optimizer's tracker leaves it out of
     ``optimizer.variables``; and not a TensorFlow ``Trackable``, so the optimizer's TF
     checkpoint dependencies stay as they are (the model's own dependency carries the
-    state there, _attachment.Checkpointed). It is never used as a loss.
+    state there, common.tf_checkpoint.Checkpointed). It is never used as a loss.
     """
 
     def __init__(self, files):
@@ -89,7 +92,7 @@ class Files(object):
         self.optimizer = None
 
     # The state's bytes, restore and restart are the attachment's, shared with the HDF5
-    # files of Keras 2 (_h5_files).
+    # files of Keras 2 (common.h5_files).
     def state_bytes(self):
         return self.attachment.state_bytes()
 

@@ -19,24 +19,27 @@ knows which TF version runs.
 
 import tensorflow as tf
 
-from ..rule import tf_rule
-from . import _attachment, _horovod, _optimizer_state
+from ...rule import KEEP, PULLBACK, tf_rule
+from . import horovod, lookahead_state, optimizer_slots
 
 
-class LookaheadVariables(object):
-    """One model's Lookahead state: a slow copy per trained weight and a step counter.
+class LookaheadVariables(lookahead_state.LookaheadState):
+    """One model's Lookahead state on TF: a slow copy per trained weight and a step counter.
 
     ``step`` counts fast steps taken since inject (not ``optimizer.iterations``,
     which a resumed run or a shared optimizer would shift). ``store`` is the
     backend's vocabulary: ``make_slow(weight)`` creates a zero variable like
     ``weight``, ``tf_variable(weight)`` is the TF variable behind what the
-    optimizer is handed, ``read`` / ``write`` move values now (not in a step).
+    optimizer is handed, ``read`` / ``write`` move values now (not in a step),
+    ``run(key, build)`` runs the ops ``build()`` makes, now (``make_flag()``: eagerly only).
+    The graph family's store is ``graph._train_function.GraphStore``, the hook family's
+    ``tf_hook._optimizer_hook.EagerStore``.
     ``optimizer_state`` is what a sync does to the optimizer's own state
-    (``_optimizer_state``); for "pullback" each weight also gets a momentum copy,
+    (``optimizer_slots``); for "pullback" each weight also gets a momentum copy,
     made with its slow copy (``store.make_slow(weight, kind="momentum")``).
     """
 
-    def __init__(self, step, k, alpha, store, optimizer_state=_optimizer_state.KEEP):
+    def __init__(self, step, k, alpha, store, optimizer_state=KEEP):
         self.step, self.k, self.alpha, self.store = step, k, alpha, store
         self.optimizer_state = optimizer_state
         self._slow = {}        # id(weight) -> (weight, its slow copy, its momentum copy or None)
@@ -66,7 +69,7 @@ class LookaheadVariables(object):
         entry = self._slow.get(id(weight))
         if entry is None:
             momentum = (self.store.make_slow(weight, kind="momentum")
-                        if self.optimizer_state == _optimizer_state.PULLBACK else None)
+                        if self.optimizer_state == PULLBACK else None)
             entry = self._slow[id(weight)] = (weight, self.store.make_slow(weight), momentum)
         return entry
 
@@ -90,7 +93,7 @@ class LookaheadVariables(object):
         by the caller (``take_slow`` now, or the step: ``join_op``).
         """
         weights = list(weights)
-        joining = _attachment.joining(self._current.values(), weights)
+        joining = lookahead_state.joining(self._current.values(), weights)
         for weight in joining:
             self.slow_for(weight)
             self._current[id(weight)] = weight
@@ -104,7 +107,7 @@ class LookaheadVariables(object):
             self.store.write(slow, self.store.read(weights))
             if self.horovod:
                 self.store.run(("horovod",) + tuple(id(s) for s in slow),
-                               lambda: _grouped(_horovod.share_start(slow)))
+                               lambda: _grouped(horovod.share_start(slow)))
 
     def mark_trained(self, weights):
         """``weights`` hold valid slow copies (set from outside): do not take them again."""
@@ -112,6 +115,19 @@ class LookaheadVariables(object):
             self.slow_for(weight)
         self._current = {id(w): w for w in weights}
         self.trained, self._join = list(weights), None
+
+    def read(self, variables):
+        return self.store.read(variables)
+
+    def write(self, variables, values):
+        self.store.write(variables, values)
+
+    def sync_now(self):
+        """``pull_together`` (the in-step sync's rule without the optimizer state's), now."""
+        trained = self.trained
+        pairs = self.pairs(trained)
+        self.store.run(("sync",) + tuple(id(w) for w in trained),
+                       lambda: pull_together(pairs, self.alpha))
 
     def pairs(self, weights):
         """(fast TF variable, slow copy) for each of ``weights``."""
@@ -160,12 +176,12 @@ class LookaheadVariables(object):
     def _taken(self, pairs, also=()):
         """The ops ``slow <- fast`` for ``pairs`` (and ``also``), in a step."""
         copies = [s.assign(f) for f, s in pairs] + list(also)
-        # --- Horovod (backends/_horovod.py) ----------------------------------
+        # --- Horovod (common/horovod.py) -----------------------------------
         # Each rank copied its own fast weights, which Horovod's broadcast replaces
         # with rank 0's only later and never the slow copies: every rank takes
         # rank 0's slow weights here, in the same step, so all ranks train one Lookahead.
         if self.horovod:
-            copies += _horovod.share_start([s for _, s in pairs], after=copies)
+            copies += horovod.share_start([s for _, s in pairs], after=copies)
         # -----------------------------------------------------------------------
         return _grouped(copies)
 
@@ -182,12 +198,12 @@ class LookaheadVariables(object):
         """
         pairs = self.pairs(weights)
         momentum = ([self.momentum_for(w) for w in weights]
-                    if self.optimizer_state == _optimizer_state.PULLBACK else ())
+                    if self.optimizer_state == PULLBACK else ())
 
         def sync():
             # Built inside the branch, so steps that do not sync run none of it; the
             # optimizer's slots are not the weights, so the two need no order.
-            also = _optimizer_state.sync_ops(self.optimizer_state, optimizer, weights,
+            also = optimizer_slots.sync_ops(self.optimizer_state, optimizer, weights,
                                              self.alpha, momentum)
             return pull_together(pairs, self.alpha, also)
 

@@ -32,22 +32,17 @@ one mark that is neither private nor the user's (checked on 0.28.1); ``horovod``
 itself is imported only when such an optimizer is found.
 """
 
-from ..errors import ModelNotReadyError
+from ...errors import ModelNotReadyError
+from .optimizer_chain import chain
 
 #: Horovod's rank whose weights every rank takes (the one BroadcastGlobalVariablesCallback(0) uses).
 ROOT_RANK = 0
 
 
 def in_use(optimizer):
-    """Whether ``optimizer`` (or one it wraps) is a Horovod DistributedOptimizer."""
-    seen = set()
-    while optimizer is not None and id(optimizer) not in seen:
-        seen.add(id(optimizer))
-        if _is_horovod_class(type(optimizer)):
-            return True
-        # A loss-scale optimizer around Horovod's (public `inner_optimizer` from TF 2.4).
-        optimizer = getattr(optimizer, "inner_optimizer", None)
-    return False
+    """Whether ``optimizer`` (or one it wraps: a loss-scale optimizer around Horovod's) is a
+    Horovod DistributedOptimizer."""
+    return any(_is_horovod_class(type(wrapper)) for wrapper in chain(optimizer))
 
 
 def _is_horovod_class(cls):
@@ -72,11 +67,10 @@ def check(optimizer):
 def _backward_passes_per_step(optimizer):
     # Horovod keeps the count only on its aggregation helper (None when it is 1):
     # LocalGradientAggregationHelper(Eager).backward_passes_per_step in 0.28.1.
-    while optimizer is not None:
-        helper = getattr(optimizer, "_agg_helper", None)
+    for wrapper in chain(optimizer):
+        helper = getattr(wrapper, "_agg_helper", None)
         if helper is not None:
             return int(getattr(helper, "backward_passes_per_step", 1))
-        optimizer = getattr(optimizer, "inner_optimizer", None)
     return 1
 
 

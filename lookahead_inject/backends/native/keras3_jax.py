@@ -1,6 +1,6 @@
 """Keras 3 with the JAX backend (``KERAS_BACKEND=jax``; TensorFlow not needed).
 
-The state lives in the optimizer's variables (``_keras3_native``), so Keras
+The state lives in the optimizer's variables (``_optimizer_variables``), so Keras
 threads it through the jitted, stateless training step. The sync runs inside that
 step in a while loop of 0 or 1 trips on the traced counter, so a step that does
 not sync runs no per-weight work and copies nothing (see ``_when``).
@@ -23,31 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from keras import ops
 
-from . import _keras3_files, _keras3_native
-
-#: Lookahead under keras.distribution (DataParallel): the packed slow weights are laid
-#: out as the distribution lays out the optimizer's variables (on every device, like the
-#: weights) and updated in the same jitted step.
-DISTRIBUTE = True
-
-#: Files that carry the Lookahead state by themselves (in a section of their own, beside
-#: the optimizer's: _keras3_files).
-CHECKPOINT_FORMATS = (".keras (model.save, ModelCheckpoint)",
-                      ".weights.h5 (save_weights, ModelCheckpoint, BackupAndRestore)")
+from . import _optimizer_variables
 
 
-def check(model):
-    _keras3_native.check(model)
+class _Jax(_optimizer_variables.Platform):
 
-
-def attach(model, k, alpha, optimizer_state="keep"):
-    return _keras3_files.install(
-        model, _keras3_native.attach(model, k, alpha, optimizer_state, _Jax))
-
-
-class _Jax(object):
-
-    #: The slow copies live in one array per dtype (``_keras3_native.Segment``): each
+    #: The slow copies live in one array per dtype (``_optimizer_variables.Segment``): each
     #: array of the jitted step's state costs its dispatch.
     PACKED = True
 
@@ -88,14 +69,6 @@ class _Jax(object):
         return np.array(array)
 
     @staticmethod
-    def retrace(model):
-        model.train_function = None
-
-    @staticmethod
-    def wrap_step(apply):
-        return apply
-
-    @staticmethod
     def step(lookahead, optimizer, original_apply, grads, trainable_variables):
         weights, slow, momentum, slots, step, pending = lookahead.variables_in_step(
             None if trainable_variables is None else list(trainable_variables))
@@ -129,6 +102,12 @@ class _Jax(object):
                 variable.assign(value)
         step.assign(count + applied)
         return result
+
+
+#: Lookahead under keras.distribution (DataParallel): the packed slow weights are laid
+#: out as the distribution lays out the optimizer's variables (on every device, like the
+#: weights) and updated in the same jitted step.
+BACKEND = _optimizer_variables.backend(_Jax, distribute=True)
 
 
 def _starting(model, lookahead, train_function):

@@ -7,34 +7,24 @@ the training_v2 loop and never call ``model.train_function``; TF 2.2+ trace
 ``_optimizer_hook``), with ``run_eagerly`` True or False.
 """
 
-from . import _h5_files, _loss_scale, _optimizer_hook
+from .. import Backend
+from ..common import h5_files, tf_checkpoint
+from . import _optimizer_hook
 
-#: Lookahead under a tf.distribute strategy: the sync runs in cross-replica context.
-DISTRIBUTE = True
-
-#: Checkpoint formats that carry the Lookahead state by themselves (tests/test_state.py;
-#: HDF5: tests/test_h5_files.py, _h5_files).
-CHECKPOINT_FORMATS = ("model.save_weights(path) in TF format (no .h5)",
-                      "tf.train.Checkpoint(model=model, optimizer=model.optimizer)",
-                      ".h5 / .hdf5 HDF5 (model.save, save_weights; restored by load_weights)")
-
+# A loss-scale optimizer calls its inner optimizer's apply_gradients only for
+# finite gradients: the hook sits on the inner one (_optimizer_hook).
 METHOD = "apply_gradients"
 
 
-# A loss-scale optimizer calls its inner optimizer's apply_gradients only for
-# finite gradients: the hook sits on the inner one.
-innermost = _loss_scale.innermost
-
-
 def check(model):
-    _optimizer_hook.check_not_hooked(model.optimizer, METHOD, innermost)
+    _optimizer_hook.check(model, METHOD)
 
 
 def attach(model, k, alpha, optimizer_state="keep"):
     attachment = _optimizer_hook.attach(model, _strategy(model), _same, k, alpha, METHOD,
-                                        innermost, _trained_variables, _retrace,
+                                        _trained_variables, _retrace,
                                         optimizer_state=optimizer_state)
-    return _h5_files.install(model, attachment)
+    return h5_files.install(model, attachment)
 
 
 def _same(weight):
@@ -67,3 +57,10 @@ def _retrace(model):
     cache = getattr(model, "_distributed_function_cache", None)
     if cache is not None:
         cache.clear()
+
+
+BACKEND = Backend(
+    # Under a tf.distribute strategy the sync runs in cross-replica context.
+    distribute=True,
+    checkpoint_formats=(tf_checkpoint.TF_WEIGHTS, tf_checkpoint.TF_CHECKPOINT, h5_files.FORMAT),
+    check=check, attach=attach)

@@ -17,13 +17,13 @@ root dataset of another name. So the dataset is never read by Keras: a file writ
 Lookahead loads into a plain model, also in a process without lookahead_inject, with all
 its weights and the optimizer's own state; and a file without it makes Lookahead start
 again at the next step from the loaded weights, with one log line (``Attachment.restart``,
-as Keras 3's files, _keras3_files).
+as Keras 3's files, common.keras3_files).
 
 How: instance attributes on the model wrap ``save``, ``save_weights`` and
 ``load_weights`` (and ``la.remove()`` takes them back). After Keras has written an HDF5
 file (and closed it) the dataset is added with h5py; after Keras has loaded one, it is
 read. TF-format checkpoints are left alone: the model's checkpoint dependency carries the
-state there (_attachment.Checkpointed). A file Keras writes that can hold no state
+state there (common.tf_checkpoint.Checkpointed). A file Keras writes that can hold no state
 (Keras 2.13+'s ``.keras`` zip) gets one warning at save time, saying how to keep it, and
 its ``load_weights`` makes Lookahead start again from its weights, as a plain file does.
 """
@@ -34,9 +34,11 @@ import warnings
 
 import numpy as np
 
-from ..errors import NoLookaheadStateWarning
-from ._attachment import CHECKPOINT_NAME, extending
+from ...errors import NoLookaheadStateWarning
+from .attachment import CHECKPOINT_NAME, extending
 
+#: The files that carry the state (what ``detect()`` lists; tests/test_h5_files.py).
+FORMAT = ".h5 / .hdf5 HDF5 (model.save, save_weights; restored by load_weights)"
 #: The dataset at the file's root.
 DATASET = CHECKPOINT_NAME
 WHERE = "its dataset /{}".format(DATASET)
@@ -81,7 +83,7 @@ def _arguments(model, method, filepath, args, kwargs):
     overwrite, include_optimizer, save_format, ...), Keras 2.13+: save(filepath, overwrite,
     save_format, **kwargs); load_weights' by_name second in TF, third in Keras 2.13+). Read
     from the Keras class's method: the model's own may be a backend's (*args, **kwargs)
-    wrapper (_graph's load_weights)."""
+    wrapper (graph._train_function.attach's load_weights)."""
     try:
         signature = inspect.signature(getattr(type(model), method).__get__(model))
         bound = signature.bind(filepath, *args, **kwargs)
@@ -181,7 +183,7 @@ class Files(object):
 
 
 def _keras_version(model):
-    from ..environment import model_keras_module
+    from ...environment import model_keras_module
     return getattr(model_keras_module(model), "__version__", "2")
 
 
@@ -191,7 +193,7 @@ def install(model, attachment):
     Returns ``attachment`` (the one line each Keras 2 backend's ``attach`` adds)."""
     files = Files(model, attachment)
     with extending(attachment) as undo:
-        # The methods as they are now: the backend's own wrappers included (_graph's
+        # The methods as they are now: the backend's own wrappers included (graph._train_function's
         # load_weights, which restarts the step-0 check after a load).
         original_save, original_save_weights = model.save, model.save_weights
         original_load_weights = model.load_weights

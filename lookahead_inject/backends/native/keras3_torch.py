@@ -1,6 +1,6 @@
 """Keras 3 with the PyTorch backend (``KERAS_BACKEND=torch``; TensorFlow not needed).
 
-The state lives in the optimizer's variables (``_keras3_native``) like on JAX.
+The state lives in the optimizer's variables (``_optimizer_variables``) like on JAX.
 PyTorch runs the step eagerly, so the branch is chosen in Python from host-side
 copies of the step counter and the pending flags (kept in step with the variables
 at every write): no device-to-host read per step, and the steps that do not sync
@@ -13,54 +13,25 @@ The sync itself is done in place (``rule.torch_rule``) on float32 state.
 import torch
 from keras import ops
 
-from ..rule import torch_rule
-from . import _keras3_files, _keras3_native, _optimizer_state
-
-#: No torch.distributed support is tested: one process only (docs/keras3-jax-pytorch.md).
-DISTRIBUTE = False
-
-#: Files that carry the Lookahead state by themselves (in a section of their own, beside
-#: the optimizer's: _keras3_files).
-CHECKPOINT_FORMATS = (".keras (model.save, ModelCheckpoint)",
-                      ".weights.h5 (save_weights, ModelCheckpoint, BackupAndRestore)")
+from ...rule import PULLBACK, RESET, torch_rule
+from . import _optimizer_variables
 
 
-def check(model):
-    _keras3_native.check(model)
-
-
-def attach(model, k, alpha, optimizer_state="keep"):
-    return _keras3_files.install(
-        model, _keras3_native.attach(model, k, alpha, optimizer_state, _Torch))
-
-
-class _Torch(object):
+class _Torch(_optimizer_variables.Platform):
 
     #: One slow-copy variable per weight: the in-place multi-tensor sync works on them.
     PACKED = False
 
     @staticmethod
-    def sync_state(model):
-        pass
-
-    @staticmethod
     def written(lookahead):
         step, pending = lookahead.read([lookahead.step, lookahead.pending])
-        lookahead.host = [int(step), lookahead.waiting(step, pending)]
+        lookahead.host_step, lookahead.host_waiting = int(step), lookahead.waiting(step, pending)
 
     @staticmethod
     def to_numpy(tensor):
         # Not np.array(tensor) nor keras.ops.convert_to_numpy: with numpy 2, torch 2.13's
         # __array__ (no `copy` argument) warns on every read.
         return tensor.detach().cpu().numpy().copy()
-
-    @staticmethod
-    def retrace(model):
-        model.train_function = None
-
-    @staticmethod
-    def hook_model(model, lookahead, undo):
-        pass
 
     @staticmethod
     def wrap_step(apply):
@@ -74,7 +45,7 @@ class _Torch(object):
         # those weights are trained, so only they are synced.
         weights, slow, momentum, slots, step, pending = lookahead.variables_in_step(
             None if trainable_variables is None else list(trainable_variables))
-        count, waiting = lookahead.host
+        count, waiting = lookahead.host_step, lookahead.host_waiting
         starting = waiting.intersection(map(id, weights)) if waiting else waiting
         before = ([ops.copy(w.value) if id(w) in starting else None for w in weights]
                   if starting else weights)
@@ -108,8 +79,12 @@ class _Torch(object):
         if starting:
             waiting = waiting - starting
             pending.assign(lookahead.pending_flags(waiting))
-        lookahead.host = [count, waiting]
+        lookahead.host_step, lookahead.host_waiting = count, waiting
         return result
+
+
+#: No torch.distributed support is tested: one process only (docs/keras3-jax-pytorch.md).
+BACKEND = _optimizer_variables.backend(_Torch, distribute=False)
 
 
 def _all_float32(*groups):
@@ -123,7 +98,7 @@ def _sync_in_place(alpha, optimizer_state, weights, slow, momentum, slots):
     if not slots:
         return
     buffers = [v.value for v in slots]
-    if optimizer_state == _optimizer_state.RESET:
+    if optimizer_state == RESET:
         torch_rule.reset(buffers)
-    elif optimizer_state == _optimizer_state.PULLBACK:
+    elif optimizer_state == PULLBACK:
         torch_rule.pullback(buffers, [v.value for v in momentum], alpha)

@@ -9,11 +9,6 @@ variables (through tf.keras' backend), so the sync takes the functional branch.
 """
 
 from . import _standalone
-from ._standalone import CHECKPOINT_FORMATS, DISTRIBUTE, check  # noqa: F401
-
-
-def attach(model, k, alpha, optimizer_state="keep"):
-    return _standalone.attach(model, k, alpha, build_train_function, optimizer_state)
 
 
 def build_train_function(model, K, training_updates):
@@ -25,3 +20,6 @@ def _training_metrics(model):
     metrics = model._get_training_eval_metrics()
     tensors = [m._call_result for m in metrics if hasattr(m, "_call_result")]
     return tensors, [update for metric in metrics for update in metric.updates]
+
+
+BACKEND = _standalone.backend(build_train_function)

@@ -9,35 +9,22 @@ carries the Lookahead sync (see ``_optimizer_hook``). The sync works on the
 
 import tensorflow as tf
 
-from . import _keras3_files, _optimizer_hook
-
-#: Lookahead under a tf.distribute strategy: the sync runs in cross-replica context.
-DISTRIBUTE = True
-
-#: Checkpoint formats that carry the Lookahead state by themselves (tests/test_state.py,
-#: tests/test_keras3_keras_files.py; Keras' own files: _keras3_files).
-CHECKPOINT_FORMATS = ("tf.train.Checkpoint(model=model, optimizer=model.optimizer)",
-                      ".keras (model.save, ModelCheckpoint)",
-                      ".weights.h5 (save_weights, ModelCheckpoint, BackupAndRestore)")
+from .. import Backend
+from ..common import keras3_files, tf_checkpoint
+from . import _optimizer_hook
 
 METHOD = "apply"
 
 
-def innermost(optimizer):
-    while getattr(optimizer, "inner_optimizer", None) is not None:
-        optimizer = optimizer.inner_optimizer
-    return optimizer
-
-
 def check(model):
-    _optimizer_hook.check_not_hooked(model.optimizer, METHOD, innermost)
+    _optimizer_hook.check(model, METHOD)
 
 
 def attach(model, k, alpha, optimizer_state="keep"):
     attachment = _optimizer_hook.attach(model, model.distribute_strategy, _backing_tf_variable,
-                                        k, alpha, METHOD, innermost, _trained_variables, _retrace,
+                                        k, alpha, METHOD, _trained_variables, _retrace,
                                         _update_count, optimizer_state)
-    return _keras3_files.install(model, attachment)
+    return keras3_files.install(model, attachment)
 
 
 def _update_count(optimizer):
@@ -64,3 +51,11 @@ def _trained_variables(args, kwargs):
 
 def _retrace(model):
     model.train_function = None
+
+
+BACKEND = Backend(
+    # Under a tf.distribute strategy the sync runs in cross-replica context.
+    distribute=True,
+    # tests/test_state.py, tests/test_keras3_keras_files.py.
+    checkpoint_formats=(tf_checkpoint.TF_CHECKPOINT,) + keras3_files.FORMATS,
+    check=check, attach=attach)

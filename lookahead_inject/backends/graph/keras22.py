@@ -10,11 +10,6 @@ Keras 2.2 makes TF1 ref variables (``tf.Variable``), and so are the slow copies
 """
 
 from . import _standalone
-from ._standalone import CHECKPOINT_FORMATS, DISTRIBUTE, check  # noqa: F401
-
-
-def attach(model, k, alpha, optimizer_state="keep"):
-    return _standalone.attach(model, k, alpha, build_train_function, optimizer_state)
 
 
 def build_train_function(model, K, training_updates):
@@ -24,3 +19,6 @@ def build_train_function(model, K, training_updates):
 
 def _training_metrics(model):
     return model.metrics_tensors, model.metrics_updates
+
+
+BACKEND = _standalone.backend(build_train_function)

@@ -16,10 +16,10 @@ none of them. The slots are found through each Keras version's optimizer API
 (see ``slots_of``), never by variable name.
 """
 
-from ..errors import OptimizerStateError
-from ..rule import KEEP, PULLBACK, RESET
-from . import _horovod
-from ._wrapped import innermost
+from ...errors import OptimizerStateError
+from ...rule import KEEP, PULLBACK, RESET
+from . import horovod
+from .optimizer_chain import innermost
 
 #: Optimizers whose per-weight slots all start at zero in every Keras version (Keras 2
 #: OptimizerV2, the Keras 2.11+ optimizers, Keras 3).
@@ -49,7 +49,7 @@ def check(optimizer, option):
     inside a traced step)."""
     if option == KEEP:
         return
-    if _horovod.in_use(optimizer):
+    if horovod.in_use(optimizer):
         # Untested under Horovod: refused rather than trusted.
         raise OptimizerStateError(
             "optimizer_state={!r} is not supported with a Horovod DistributedOptimizer. "
@@ -88,7 +88,7 @@ def sync_ops(option, optimizer, trained, alpha, cache=()):
     """
     if option == KEEP:
         return []
-    from ..rule import tf_rule     # TF: not imported by the Keras 3 JAX / torch backends
+    from ...rule import tf_rule     # TF: not imported by the Keras 3 JAX / torch backends
     optimizer = innermost(optimizer)
     slots = [[_tf_variable(slot) for slot in weight_slots]
              for weight_slots in slots_of(optimizer, trained)]

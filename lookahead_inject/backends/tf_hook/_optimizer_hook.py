@@ -16,13 +16,14 @@ import contextlib
 import numpy as np
 import tensorflow as tf
 
-from . import _estimator, _horovod, _optimizer_state
-from ._attachment import (Attachment, Checkpointed, all_or_nothing, check_not_hooked,
-                          trainable_weights)
-from ._sync import LookaheadVariables, once_for_all_replicas, slow_name
+from ..common import estimator, horovod, optimizer_slots
+from ..common.attachment import Attachment, all_or_nothing, follow_compile, trainable_weights
+from ..common.optimizer_chain import check_not_hooked, innermost
+from ..common.tf_checkpoint import Checkpointed
+from ..common.tf_sync import LookaheadVariables, slow_name
 
 
-class Store(object):
+class EagerStore(object):
     """Slow copies as ``tf.Variable``s made eagerly, in the model's strategy; values
     moved eagerly, also from inside a traced step (``tf.init_scope``).
 
@@ -85,31 +86,35 @@ def _scope(strategy):
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
+def check(model, method):
+    """Refuse an optimizer that already carries another model's Lookahead."""
+    check_not_hooked(model.optimizer, method)
+
+
 class OptimizerHook(object):
     """Keeps the Lookahead hook on the model's (current) optimizer.
 
-    ``method`` is the optimizer method every update goes through;
-    ``innermost(optimizer)`` finds the optimizer that runs it (the inner one of a
-    loss-scale optimizer); ``trained_variables(args, kwargs)`` picks the
+    ``method`` is the optimizer method every update goes through, on the innermost
+    optimizer (the inner one of a loss-scale optimizer: called for finite gradients
+    only); ``trained_variables(args, kwargs)`` picks the
     variables out of its arguments; ``retrace(model)`` makes Keras build its
     train function again so the hook is traced in. ``update_count(optimizer)``
     is None or a function returning the optimizer's count of weight updates: a
     call that leaves it unchanged (accumulating gradients) is not a Lookahead step.
     """
 
-    def __init__(self, model, variables, method, innermost, trained_variables, retrace,
-                 update_count):
+    def __init__(self, model, variables, method, trained_variables, retrace, update_count):
         self.model, self.variables, self.method = model, variables, method
-        self.innermost, self.trained_variables, self.retrace = innermost, trained_variables, retrace
+        self.trained_variables, self.retrace = trained_variables, retrace
         self.update_count = update_count
         self.hooked = None
 
     def hook(self):
-        check_not_hooked(self.model.optimizer, self.method, self.innermost)
-        _horovod.check(self.model.optimizer)
+        check_not_hooked(self.model.optimizer, self.method)
+        horovod.check(self.model.optimizer)
         # Read when the step is traced (after every compile, see attach).
-        self.variables.horovod = _horovod.in_use(self.model.optimizer)
-        target = self.innermost(self.model.optimizer)
+        self.variables.horovod = horovod.in_use(self.model.optimizer)
+        target = innermost(self.model.optimizer)
         original = getattr(target, self.method)
         variables, trained_variables = self.variables, self.trained_variables
         # Decided per optimizer: compile() may bring one that accumulates gradients.
@@ -142,7 +147,7 @@ class OptimizerHook(object):
         # Python, an optimizer_state it has no meaning for (inside the traced step
         # the error would come later, at the first sync's trace). The hook stays, so
         # training on regardless fails there too instead of running without Lookahead.
-        _optimizer_state.check(self.model.optimizer, variables.optimizer_state)
+        optimizer_slots.check(self.model.optimizer, variables.optimizer_state)
 
     def unhook(self):
         if self.hooked is not None:
@@ -150,44 +155,33 @@ class OptimizerHook(object):
             self.hooked = None
 
 
-def attach(model, strategy, tf_variable, k, alpha, method, innermost, trained_variables, retrace,
+def attach(model, strategy, tf_variable, k, alpha, method, trained_variables, retrace,
            update_count=lambda optimizer: None, optimizer_state="keep"):
     """Make the Lookahead variables, hook the optimizer, follow it through later
     ``compile()`` calls, retrace; all or nothing."""
-    _optimizer_state.check(model.optimizer, optimizer_state)
+    optimizer_slots.check(model.optimizer, optimizer_state)
     with all_or_nothing() as undo:
         step = make_step(strategy)
         checkpointed = Checkpointed(model, step)
-        store = Store(strategy, tf_variable, checkpointed.add)
+        store = EagerStore(strategy, tf_variable, checkpointed.add)
         variables = LookaheadVariables(step, k, alpha, store, optimizer_state)
         # Slow copies of the weights compile set to train, made now so that a TF
         # checkpoint loaded before the first step restores them; they are filled
         # by the first step (step 0), not taken again when the step is restored.
         variables.mark_trained(trainable_weights(model))
-        hook = OptimizerHook(model, variables, method, innermost, trained_variables, retrace,
-                             update_count)
+        hook = OptimizerHook(model, variables, method, trained_variables, retrace, update_count)
         hook.hook()
         undo.add(hook.unhook)
-        original_compile = model.compile
 
-        def compile_keeping_lookahead(*args, **kwargs):
-            # compile() may bring a new optimizer; the hook moves to it, so training
-            # never silently continues without Lookahead.
-            hook.unhook()
-            try:
-                original_compile(*args, **kwargs)
-                variables.compiled(trainable_weights(model))
-            finally:
-                hook.hook()
-                retrace(model)
-
-        compile_keeping_lookahead.__doc__ = original_compile.__doc__
-        undo.set_attribute(model, "compile", compile_keeping_lookahead)
+        def rehook():
+            hook.hook()
+            retrace(model)
+        follow_compile(model, undo, lambda: variables.compiled(trainable_weights(model)),
+                       unhook=hook.unhook, hook=rehook)
         undo.add(lambda: retrace(model))
         retrace(model)
-        undo.add(_estimator.guard(model))
-        attachment = Attachment(model, variables, read=store.read, write=store.write,
-                                run=store.run, detach=undo.run)
+        undo.add(estimator.guard(model))
+        attachment = Attachment(model, variables, detach=undo.run)
         # Last: a tracked checkpoint dependency cannot be taken back, only emptied.
         checkpointed.track()
         undo.add(checkpointed.untrack)

@@ -14,11 +14,16 @@ import importlib
 import numpy as np
 import tensorflow as tf
 
-from ..errors import ModelNotReadyError
-from . import _estimator, _h5_files, _horovod, _optimizer_state
-from ._attachment import Attachment, Checkpointed, all_or_nothing, trainable_weights
+from ...errors import ModelNotReadyError
+from .. import Backend
+from ..common import estimator, h5_files, horovod, optimizer_slots, tf_checkpoint
+from ..common.attachment import Attachment, all_or_nothing, follow_compile, trainable_weights
+from ..common.tf_checkpoint import Checkpointed
+from ..common.tf_sync import LookaheadVariables, slow_name
 from ._loss_scale import sync_inside_applied_step
-from ._sync import LookaheadVariables, slow_name
+
+#: Checkpoint formats that carry the Lookahead state by themselves in tf.keras' graph mode.
+CHECKPOINT_FORMATS = (tf_checkpoint.TF_WEIGHTS, h5_files.FORMAT)
 
 
 def engine_backend(model):
@@ -46,7 +51,7 @@ def keras_graph(K):
     return get_graph() if get_graph else tf.compat.v1.get_default_graph()
 
 
-class _Store(object):
+class GraphStore(object):
     """Slow copies as Keras variables of the model's graph; values moved by session runs.
 
     Slow copies start as zeros, not as ``K.variable(p)``: the blog's initial
@@ -95,14 +100,14 @@ def attach(model, k, alpha, build_train_function, checkpoint=True, optimizer_sta
     Lookahead sync) and ``set_train_function``. ``checkpoint=False``: the model is
     no TF Trackable (standalone Keras), so nothing rides in its checkpoints.
     """
-    _optimizer_state.check(model.optimizer, optimizer_state)
+    optimizer_slots.check(model.optimizer, optimizer_state)
     K = engine_backend(model)
     # A model without weights yet (built by its first fit) lives in Keras' graph.
     graph = model.weights[0].graph if getattr(model, "built", True) and model.weights else keras_graph(K)
     with graph.as_default():
         step = K.variable(0, dtype="int64", name="lookahead_step")
     checkpointed = Checkpointed(model, step)
-    store = _Store(K, graph, checkpointed.add)
+    store = GraphStore(K, graph, checkpointed.add)
     variables = LookaheadVariables(step, k, alpha, store, optimizer_state)
     start_pending = [True]
 
@@ -129,11 +134,10 @@ def attach(model, k, alpha, build_train_function, checkpoint=True, optimizer_sta
         start_pending[0] = True          # a TF checkpoint may have put the step back to 0
         return result
 
-    def compile_keeping_lookahead(*args, **kwargs):
+    def compiled():
         # Keras builds the train function only at the next fit: the weights this
         # compile found frozen are forgotten here, so la.sync() right after it does
         # not move them, and a compile that unfreezes them before any step makes them join.
-        original_compile(*args, **kwargs)
         variables.compiled(trainable_weights(model))
 
     def state_written():
@@ -151,21 +155,28 @@ def attach(model, k, alpha, build_train_function, checkpoint=True, optimizer_sta
         # Instance attributes shadow the Model methods: fit, train_on_batch and
         # fit_generator all reach the train function through _make_train_function,
         # in every TF1/v1 version.
-        original_load_weights, original_compile = model.load_weights, model.compile
-        compile_keeping_lookahead.__doc__ = original_compile.__doc__
+        original_load_weights = model.load_weights
         undo.set_attribute(model, "_make_train_function", make_train_function)
         undo.set_attribute(model, "load_weights", load_weights)
-        undo.set_attribute(model, "compile", compile_keeping_lookahead)
+        follow_compile(model, undo, compiled)
         model.train_function = None
-        undo.add(_estimator.guard(model))
-        attachment = Attachment(
-            model, variables, read=store.read, write=store.write, run=store.run,
-            detach=detach, state_written=state_written)
+        undo.add(estimator.guard(model))
+        attachment = Attachment(model, variables, detach=detach, state_written=state_written)
         if checkpoint:
             # Last: a tracked checkpoint dependency cannot be taken back, only emptied.
             checkpointed.track()
             undo.add(checkpointed.untrack)
-    return _h5_files.install(model, attachment)
+    return h5_files.install(model, attachment)
+
+
+def backend(build_train_function, check_model=None):
+    """The ``Backend`` of a tf.keras graph backend whose builder is ``build_train_function``
+    (see ``attach``); ``check_model`` refuses what this module's ``check`` lets through.
+    No tf.distribute: refused in graph mode (``check``)."""
+    def attach_(model, k, alpha, optimizer_state="keep"):
+        return attach(model, k, alpha, build_train_function, optimizer_state=optimizer_state)
+    return Backend(distribute=False, checkpoint_formats=CHECKPOINT_FORMATS,
+                   check=check_model or check, attach=attach_)
 
 
 def updates_with_lookahead(model, variables):
@@ -177,8 +188,8 @@ def updates_with_lookahead(model, variables):
     params = model._collected_trainable_weights
     # compile() after inject may have brought an optimizer the option has no meaning
     # for: refused here, when the next train function is built.
-    _optimizer_state.check(model.optimizer, variables.optimizer_state)
-    variables.horovod = _horovod.in_use(model.optimizer)
+    optimizer_slots.check(model.optimizer, variables.optimizer_state)
+    variables.horovod = horovod.in_use(model.optimizer)
     # Built right before the first step it runs: weights joining take their slow copies now.
     variables.take_slow(variables.prepare(params))
 
@@ -222,7 +233,7 @@ def _shape(weight):
 
 def check(model):
     """Refuse models the graph builders cannot rebuild, before anything is changed."""
-    _horovod.check(model.optimizer)
+    horovod.check(model.optimizer)
     # The v1 engine distributes through its own training_distributed loop, which
     # never calls _make_train_function: Lookahead would silently not run there.
     if getattr(model, "_distribution_strategy", None) is not None or \

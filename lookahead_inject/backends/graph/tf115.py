@@ -7,24 +7,7 @@ The blog tested ``getattr(self, 'train_function')`` on the Lookahead object, so
 its check never saw the model's function; here it is the model's.
 """
 
-from . import _graph
-
-#: Lookahead under a tf.distribute strategy (refused in graph mode, see _graph.check).
-DISTRIBUTE = False
-
-#: Checkpoint formats that carry the Lookahead state by themselves (tests/test_state.py;
-#: HDF5: tests/test_h5_files.py, _h5_files).
-CHECKPOINT_FORMATS = ("model.save_weights(path) in TF format (no .h5)",
-                      ".h5 / .hdf5 HDF5 (model.save, save_weights; restored by load_weights)")
-
-
-def check(model):
-    _graph.check(model)
-
-
-def attach(model, k, alpha, optimizer_state="keep"):
-    return _graph.attach(model, k, alpha, build_train_function,
-                         optimizer_state=optimizer_state)
+from . import _train_function
 
 
 def build_train_function(model, K, training_updates):
@@ -38,7 +21,7 @@ def build_train_function(model, K, training_updates):
     current_trainable_state = model._get_trainable_state()
     model._set_trainable_state(model._compiled_trainable_state)
     try:
-        inputs = _graph.feed_inputs(model, K)
+        inputs = _train_function.feed_inputs(model, K)
         with K.get_graph().as_default():
             with K.name_scope("training"):
                 updates = training_updates()
@@ -46,6 +29,9 @@ def build_train_function(model, K, training_updates):
                 updates += model.get_updates_for(model.inputs)
             metrics = model._get_training_eval_metrics()
             metrics_tensors = [m._call_result for m in metrics if hasattr(m, "_call_result")]
-        _graph.set_train_function(model, K, inputs, metrics_tensors, updates)
+        _train_function.set_train_function(model, K, inputs, metrics_tensors, updates)
     finally:
         model._set_trainable_state(current_trainable_state)
+
+
+BACKEND = _train_function.backend(build_train_function)

@@ -17,7 +17,7 @@ one design.
 The optimizer's file sections (``.keras``, ``.weights.h5``) leave these variables
 out, so files written with and without Lookahead load into each other with the
 optimizer's own state (Keras skips all of it, with only a warning, when the
-variable counts differ). The Lookahead state has a section of its own (``_keras3_files``).
+variable counts differ). The Lookahead state has a section of its own (``common.keras3_files``).
 
 Before the optimizer is built, and between a ``compile()`` and the new
 optimizer's build, the values wait in ``Holder``s; each build moves them into
@@ -39,10 +39,11 @@ and the flags (no device-to-host read per step).
 import numpy as np
 from keras import ops
 
-from ..rule import ops_rule
-from . import _attachment, _optimizer_state
-from ._attachment import Attachment, all_or_nothing, trainable_weights
-from ._wrapped import innermost
+from ...rule import PULLBACK, RESET, ops_rule
+from .. import Backend
+from ..common import keras3_files, lookahead_state, optimizer_slots
+from ..common.attachment import Attachment, all_or_nothing, follow_compile, trainable_weights
+from ..common.optimizer_chain import chain, check_not_hooked, innermost
 
 STEP, PENDING = ("step",), ("pending",)
 
@@ -84,10 +85,50 @@ class Segment(object):
         self.packed.assign(self.into(self.packed.value, value))
 
 
-class NativeLookahead(object):
-    """One model's Lookahead on Keras 3 / JAX or PyTorch (what ``lookahead.py`` reads
-    through the ``Attachment``: ``step``, ``trained``, ``slow_for``, ``momentum_for``,
-    ``mark_trained``, ``alpha``)."""
+class Platform(object):
+    """What differs between JAX and PyTorch (``keras3_jax._Jax``, ``keras3_torch._Torch``):
+    how a step chooses its branch, and how values come to the host."""
+
+    #: Whether the slow copies of all weights of one dtype share one array (``Segment``).
+    PACKED = False
+
+    @staticmethod
+    def sync_state(model):
+        """Make the variables hold the values training computed (JAX keeps them in the
+        trainer's state during fit)."""
+
+    @staticmethod
+    def written(lookahead):
+        """The counter or the flags were written from outside the step: refresh the host
+        copies (``NativeLookahead.host_step`` / ``host_waiting``)."""
+
+    @staticmethod
+    def hook_model(model, lookahead, undo):
+        """Set what else the platform needs on the model (recorded in ``undo``)."""
+
+    @staticmethod
+    def to_numpy(value):
+        raise NotImplementedError
+
+    @staticmethod
+    def retrace(model):
+        """Make Keras build its train function again, with the hooked ``apply`` in it."""
+        model.train_function = None
+
+    @staticmethod
+    def wrap_step(apply):
+        """``apply`` as the optimizer's ``apply`` (PyTorch: kept out of torch.compile)."""
+        return apply
+
+    @staticmethod
+    def step(lookahead, optimizer, original_apply, grads, trainable_variables):
+        """The optimizer's ``apply`` with Lookahead: the start, ``original_apply``, the count
+        and the sync."""
+        raise NotImplementedError
+
+
+class NativeLookahead(lookahead_state.LookaheadState):
+    """One model's Lookahead on Keras 3 / JAX or PyTorch."""
 
     def __init__(self, model, k, alpha, optimizer_state, platform):
         self.model, self.k, self.alpha = model, k, alpha
@@ -103,6 +144,13 @@ class NativeLookahead(object):
         self._in_step = (None, None)
         self._ours = []            # the variables added to `optimizer`
         self.packed = []           # PACKED platforms: the arrays of the slow copies
+        # Host-side copies the platform keeps in step with the variables (its ``written``),
+        # so that a step needs no device-to-host read: the ids of the trained weights
+        # whose slow copies a step takes (both), the step count (PyTorch).
+        self.host_waiting = frozenset()
+        self.host_step = 0
+        #: JAX: a step runs inside the train function that took the start before it.
+        self.in_train_function = False
 
     # -- what lookahead.py reads -----------------------------------------------
 
@@ -219,11 +267,11 @@ class NativeLookahead(object):
             return
         self.unsettle()
         weights = list(optimizer._trainable_variables)
-        new = set(id(w) for w in _attachment.joining(self.trained, weights))
+        new = set(id(w) for w in lookahead_state.joining(self.trained, weights))
         flags = dict(zip((id(w) for w in self.trained), self.pending.value))
         keys = [STEP, PENDING] + [("slow", id(w)) for w in weights]
         sources = [None, None] + list(weights)
-        if self.optimizer_state == _optimizer_state.PULLBACK:
+        if self.optimizer_state == PULLBACK:
             keys += [("momentum", id(w)) for w in weights]
             sources += list(weights)
         for key, weight in zip(keys, sources):
@@ -307,11 +355,11 @@ class NativeLookahead(object):
     def _variables_in_step(self, weights):
         slow = [self._holders[("slow", id(w))] for w in weights]
         momentum, slots = [], []
-        if self.optimizer_state == _optimizer_state.PULLBACK:
+        if self.optimizer_state == PULLBACK:
             momentum = [self._holders[("momentum", id(w))] for w in weights]
-            slots = [s for ws in _optimizer_state.slots_of(self.optimizer, weights) for s in ws]
-        elif self.optimizer_state == _optimizer_state.RESET:
-            slots = [s for ws in _optimizer_state.slots_of(self.optimizer, weights) for s in ws]
+            slots = [s for ws in optimizer_slots.slots_of(self.optimizer, weights) for s in ws]
+        elif self.optimizer_state == RESET:
+            slots = [s for ws in optimizer_slots.slots_of(self.optimizer, weights) for s in ws]
         return weights, slow, momentum, slots, self.step, self.pending
 
     def branch(self, starting, sync, weights):
@@ -333,9 +381,9 @@ class NativeLookahead(object):
 
     def synced_slots(self, momentum, slots):
         """(momentum copies, optimizer slots) after a sync, as ``optimizer_state`` says."""
-        if self.optimizer_state == _optimizer_state.RESET:
+        if self.optimizer_state == RESET:
             slots = ops_rule.reset(slots)
-        elif self.optimizer_state == _optimizer_state.PULLBACK:
+        elif self.optimizer_state == PULLBACK:
             slots = ops_rule.pullback(slots, momentum, self.alpha)
             momentum = list(slots)
         return list(momentum), list(slots)
@@ -360,40 +408,42 @@ def _dtype(variable):
 
 
 def check(model):
-    _attachment.check_not_hooked(model.optimizer, "apply", innermost)
+    check_not_hooked(model.optimizer, "apply")
 
 
 def attach(model, k, alpha, optimizer_state, platform):
     """Hook the model's optimizer (and each one a later ``compile()`` brings); all or
     nothing."""
-    _optimizer_state.check(model.optimizer, optimizer_state)
+    optimizer_slots.check(model.optimizer, optimizer_state)
     lookahead = NativeLookahead(model, k, alpha, optimizer_state, platform)
     with all_or_nothing() as undo:
         hooks = _Hooks(model, lookahead, platform)
         # Before hook(): what it set before failing is taken back too.
         undo.add(hooks.unhook)
         hooks.hook()
-        original_compile = model.compile
 
-        def compile_keeping_lookahead(*args, **kwargs):
-            # compile() may bring a new optimizer: the state moves to it at its build.
-            hooks.unhook()
-            try:
-                original_compile(*args, **kwargs)
-                lookahead.compiled(trainable_weights(model) if model.built else None)
-            finally:
-                hooks.hook()
-                platform.retrace(model)
-
-        compile_keeping_lookahead.__doc__ = original_compile.__doc__
-        undo.set_attribute(model, "compile", compile_keeping_lookahead)
+        def rehook():
+            hooks.hook()
+            platform.retrace(model)
+        # compile() may bring a new optimizer: the state moves to it at its build.
+        follow_compile(model, undo,
+                       lambda: lookahead.compiled(trainable_weights(model) if model.built
+                                                  else None),
+                       unhook=hooks.unhook, hook=rehook)
         undo.add(lambda: platform.retrace(model))
         platform.hook_model(model, lookahead, undo)
         platform.retrace(model)
-        attachment = Attachment(model, lookahead, read=lookahead.read, write=lookahead.write,
-                                run=None, detach=undo.run, state_written=lambda: None,
-                                sync_now=lookahead.sync_now)
+        attachment = Attachment(model, lookahead, detach=undo.run)
     return attachment
+
+
+def backend(platform, distribute):
+    """The ``Backend`` of Keras 3 on ``platform``; its own files carry the state
+    (``common.keras3_files``)."""
+    def attach_(model, k, alpha, optimizer_state="keep"):
+        return keras3_files.install(model, attach(model, k, alpha, optimizer_state, platform))
+    return Backend(distribute=distribute, checkpoint_formats=keras3_files.FORMATS,
+                   check=check, attach=attach_)
 
 
 class _Hooks(object):
@@ -407,7 +457,7 @@ class _Hooks(object):
     def hook(self):
         optimizer = self.model.optimizer
         check(self.model)
-        _optimizer_state.check(optimizer, self.lookahead.optimizer_state)
+        optimizer_slots.check(optimizer, self.lookahead.optimizer_state)
         target = innermost(optimizer)
         lookahead, platform = self.lookahead, self.platform
         original_build, original_apply = target.build, target.apply
@@ -425,7 +475,7 @@ class _Hooks(object):
 
         self._set(target, "build", build_with_lookahead)
         self._set(target, "apply", platform.wrap_step(apply_with_lookahead))
-        for wrapper in _chain(optimizer):
+        for wrapper in chain(optimizer):
             self._set(wrapper, "save_own_variables", _saver(lookahead, wrapper))
             self._set(wrapper, "load_own_variables", _loader(lookahead, wrapper))
         if target.built:
@@ -441,14 +491,6 @@ class _Hooks(object):
             owner, name = self.set.pop()
             if name in vars(owner):
                 delattr(owner, name)
-
-
-def _chain(optimizer):
-    """The optimizer and every one it wraps (each saves its own file section)."""
-    chain = [optimizer]
-    while getattr(chain[-1], "inner_optimizer", None) is not None:
-        chain.append(chain[-1].inner_optimizer)
-    return chain
 
 
 def _saver(lookahead, optimizer):
