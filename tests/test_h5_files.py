@@ -28,7 +28,7 @@ import pytest
 import harness
 import reference
 from lookahead_inject import NoLookaheadStateWarning, StateFileError, inject
-from test_trajectory import expected
+from common import WORKERS, expected
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 K, ALPHA, FIRST, SECOND = 3, 0.5, 4, 5        # saved after step 4: inside a cycle of 3
@@ -139,7 +139,7 @@ def plain_loads(tmp_path):
     """The files of a momentum run with Lookahead, loaded by the worker (no lookahead_inject)."""
     writer, _ = written_with_lookahead("momentum", tmp_path)
     mode = "graph" if harness.GRAPH else "eager"
-    subprocess.run([sys.executable, os.path.join(HERE, "h5_plain_load_worker.py"),
+    subprocess.run([sys.executable, os.path.join(WORKERS, "h5_plain_load_worker.py"),
                     str(tmp_path), mode, "standalone" if harness.STANDALONE else "tf.keras"],
                    cwd=HERE, check=True, timeout=300)
     with np.load(str(tmp_path / "plain_loads.npz")) as loaded:

@@ -17,7 +17,7 @@ import reference
 from lookahead_inject import (InvalidArgumentError, Lookahead, ModelNotReadyError,
                               OptimizerStateError, inject)
 from lookahead_inject.rule import numpy_rule
-from test_trajectory import expected
+from common import WORKERS, expected
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -231,7 +231,7 @@ def resume_formats():
 def resume(fmt, option, tmp_path):
     mode = "graph" if harness.GRAPH else "eager"
     for phase in ("first", "second"):
-        subprocess.run([sys.executable, os.path.join(HERE, "resume_worker.py"), mode, fmt,
+        subprocess.run([sys.executable, os.path.join(WORKERS, "resume_worker.py"), mode, fmt,
                         "momentum", phase, str(tmp_path), option],
                        cwd=HERE, check=True, timeout=300)
 

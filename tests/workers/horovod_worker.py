@@ -21,6 +21,9 @@ MODE, OPT, API, START, DIR = sys.argv[1:6]
 RESUME = sys.argv[6:] == ["resume"]
 PASSES2 = sys.argv[6:] == ["passes2"]
 
+# The tests' helpers (harness, keras3_support, common, reference) are in tests/, above.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

@@ -19,7 +19,10 @@ import sys
 
 import numpy as np
 
-import keras3_support as support
+# The tests' helpers (harness, keras3_support, common, reference) are in tests/, above.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras3_support as support  # noqa: E402
 
 FORMAT, OPTIMIZER, PHASE, DIR = sys.argv[1:5]
 K, ALPHA, FIRST_STEPS, SECOND_STEPS = 3, 0.5, 4, 5     # stop mid-cycle: 4 is not a multiple of 3

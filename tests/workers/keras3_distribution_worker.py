@@ -17,7 +17,10 @@ import sys
 
 import numpy as np
 
-import keras3_support as support
+# The tests' helpers (harness, keras3_support, common, reference) are in tests/, above.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras3_support as support  # noqa: E402
 
 MODE, DIR = sys.argv[1:3]
 K, ALPHA, SYNC_AFTER = 3, 0.5, (4,)

@@ -17,6 +17,9 @@ import sys
 
 import numpy as np
 
+# The tests' helpers (harness, keras3_support, common, reference) are in tests/, above.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 from harness import configure_mode
 
 MODE, FORMAT, OPTIMIZER, PHASE, DIR = sys.argv[1:6]

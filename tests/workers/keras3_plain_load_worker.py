@@ -14,9 +14,12 @@ import os
 import sys
 import warnings
 
+# The tests' helpers (harness, keras3_support, common, reference) are in tests/, above.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import numpy as np
 
-import keras3_support as support
+import keras3_support as support  # noqa: E402
 
 DIR = sys.argv[1]
 WAYS = ("load_model_keras", "load_weights_keras", "load_weights_weights_h5")

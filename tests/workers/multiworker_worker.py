@@ -17,6 +17,9 @@ os.environ["TF_CONFIG"] = json.dumps({
     "task": {"type": "worker", "index": INDEX},
 })
 
+# The tests' helpers (harness, keras3_support, common, reference) are in tests/, above.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
