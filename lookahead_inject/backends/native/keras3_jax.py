@@ -7,12 +7,11 @@ not sync runs no per-weight work and copies nothing (see ``_when``).
 
 The start (the slow copies of the pending weights) is taken outside the step in
 fit and train_on_batch: the train function is wrapped, and a call that starts first
-puts copies of the weights into the state it hands on. Inside the step a start
-would keep the weights as they were before the update, which costs a copy of every
-weight at every step (XLA copies a while loop's operands that the update then
-overwrites; 3.2 MB per step of the 1.3 M-parameter MLP). Which weights are pending
-is read from the variables once per fit / train_on_batch call, when it makes its
-train function: only a step whose results became the variables' values counts. An
+puts copies of the weights into the state it hands on (inside the step a start costs
+a copy of every weight at every step: benchmarks/RESULTS.md, "Design notes from
+measurements"). Which weights are pending is read from the variables once per fit /
+train_on_batch call, when it makes its train function: only a step whose results
+became the variables' values counts. An
 ``apply`` outside the wrapped train function (a loop of the user's own, which may be
 traced and its results kept or not) takes the start in the step, from the counter
 and the flags.
@@ -173,10 +172,9 @@ def _start_in_step(lookahead, weights, count, pending):
 
 def _when(flag, run, values):
     """``run(values)`` if the traced ``flag`` is true, else ``values``, as a while loop of
-    0 or 1 trips. XLA keeps a loop's carried values in place; a conditional (lax.cond,
-    lax.switch) writes its results to new buffers, so its branch that passes the weights
-    through copied all of them at every step that does not sync (measured with jax 0.10
-    on CPU: 1.3 M parameters, ~10 MB of copies per step)."""
+    0 or 1 trips: XLA keeps a loop's carried values in place, where a conditional's branch
+    that passes the weights through copies them all (benchmarks/RESULTS.md, "Design notes
+    from measurements")."""
     def once(carry):
         return jnp.zeros((), bool), run(carry[1])
     return jax.lax.while_loop(lambda carry: carry[0], once,
