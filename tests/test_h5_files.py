@@ -1,6 +1,6 @@
 """Nothing of Lookahead is lost when Keras 2 writes HDF5: tf.keras / tf-keras (TF 1.x graph,
 TF 2 graph and eager) and standalone Keras 2.2 / 2.3, ``model.save("m.h5")`` and
-``model.save_weights("w.h5")`` (backends/_h5_files.py).
+``model.save_weights("w.h5")`` (backends/common/h5_files.py).
 
 A run interrupted after step 4 (mid-cycle, k=3) and resumed through either file by
 ``load_weights`` into a fresh injected model ends where the uninterrupted run ends and where

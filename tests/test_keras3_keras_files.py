@@ -6,7 +6,7 @@ Lookahead cycle), ``ModelCheckpoint`` (``.keras``, and ``save_weights_only`` to
 ``.weights.h5``) or ``model.save(".keras")``, each followed by ``load_weights`` into a fresh
 injected model, ends where the run without the interruption ends, and where the numpy
 reference does (1e-5), with every step counted. The state rides in a section of its own
-(backends/_keras3_files.py), so a file written with Lookahead loads into a plain model in
+(backends/common/keras3_files.py), so a file written with Lookahead loads into a plain model in
 a process without lookahead_inject with all weights and the optimizer's own state, and a
 plain file into an injected model, where Lookahead starts at the next step, from the
 loaded weights, with one log line; neither direction changes the optimizer's own

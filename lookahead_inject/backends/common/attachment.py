@@ -30,11 +30,11 @@ class Attachment(object):
 
     def bind(self, get_state, set_state, weight_specs):
         """Told by the ``Lookahead`` handle once attached: its own state functions, for a
-        backend whose model files carry the state (Keras 3: ``common.keras3_files``; Keras 2 and
-        standalone Keras HDF5: ``common.h5_files``), so that no backend imports the handle's module."""
+        backend whose model files carry the state (Keras 3: ``keras3_files``; Keras 2 and
+        standalone Keras HDF5: ``h5_files``), so that no backend imports the handle's module."""
         self.handle_state = (get_state, set_state, weight_specs)
 
-    # -- the state in Keras' own files (common.keras3_files, common.h5_files) -------------------------
+    # -- the state in Keras' own files (keras3_files, h5_files) ------------------------------
 
     def state_bytes(self):
         """The state as the bytes ``la.save`` writes (state.py), or None when attached

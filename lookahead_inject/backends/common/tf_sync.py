@@ -48,7 +48,7 @@ class LookaheadVariables(lookahead_state.LookaheadState):
         #: its order, or since a later ``compile()`` its trainable weights with current copies.
         self.trained = []
         self._join = None      # (ids of a step's weights, (fast, slow) pairs joining, flag)
-        #: Whether the optimizer is Horovod's (set by the backend): see ``_taken``.
+        #: Whether the optimizer is Horovod's (set by the backend): see ``_take_slow_ops``.
         self.horovod = False
 
     @property
@@ -142,10 +142,10 @@ class LookaheadVariables(lookahead_state.LookaheadState):
         pairs = self.pairs(list(weights) + [w for i, w in self._current.items() if i not in ids])
 
         def take():
-            return self._taken(pairs)
+            return self._take_slow_ops(pairs)
 
         def start():
-            return _if(tf.equal(self.step.read_value(), 0), take, refs=_has_refs(pairs))
+            return _run_if(tf.equal(self.step.read_value(), 0), take, refs=_has_refs(pairs))
         return once_for_all_replicas(start)
 
     def join_op(self, weights):
@@ -169,11 +169,11 @@ class LookaheadVariables(lookahead_state.LookaheadState):
                 return _nothing()
 
             def take():
-                return self._taken(pairs, [pending.assign(False)])
-            return _if(pending.read_value(), take)
+                return self._take_slow_ops(pairs, [pending.assign(False)])
+            return _run_if(pending.read_value(), take)
         return once_for_all_replicas(join)
 
-    def _taken(self, pairs, also=()):
+    def _take_slow_ops(self, pairs, also=()):
         """The ops ``slow <- fast`` for ``pairs`` (and ``also``), in a step."""
         copies = [s.assign(f) for f, s in pairs] + list(also)
         # --- Horovod (common/horovod.py) -----------------------------------
@@ -212,13 +212,13 @@ class LookaheadVariables(lookahead_state.LookaheadState):
             # The phase in the cycle is the branch index: 0 syncs, any other does nothing.
             phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
             if _has_refs(pairs):
-                return _if(tf.equal(phase, 0), sync, refs=True)
+                return _run_if(tf.equal(phase, 0), sync, refs=True)
             return tf.switch_case(phase, [sync], default=_nothing)
 
         def count_and_sync_if_applied():
             # Decided in cross-replica context like the sync itself: a cond whose
             # branch calls merge_call is not allowed in a replica context.
-            return count_and_sync() if applied is None else _if(applied, count_and_sync)
+            return count_and_sync() if applied is None else _run_if(applied, count_and_sync)
         with tf.control_dependencies(list(after)):
             return once_for_all_replicas(count_and_sync_if_applied)
 
@@ -263,7 +263,7 @@ def _is_ref(variable):
     return dtype != dtype.base_dtype
 
 
-def _if(predicate, then, refs=False):
+def _run_if(predicate, then, refs=False):
     """Run ``then()`` when ``predicate`` holds; a bool tensor says whether it ran.
 
     tf.switch_case (public since TF 1.14) builds the functional Case op even in a

@@ -20,8 +20,8 @@ optimizer's own state (Keras skips all of it, with only a warning, when the
 variable counts differ). The Lookahead state has a section of its own (``common.keras3_files``).
 
 Before the optimizer is built, and between a ``compile()`` and the new
-optimizer's build, the values wait in ``Holder``s; each build moves them into
-variables of the optimizer (``settle``).
+optimizer's build, the values wait in ``NumpyHolder``s; each build moves them into
+variables of the optimizer (``move_into_optimizer``).
 
 When a slow copy is taken: a weight is pending (its flag in the ``pending`` vector,
 one per trained weight, is 1; at step 0 every weight is) until the first step that
@@ -48,7 +48,7 @@ from ..common.optimizer_chain import chain, check_not_hooked, innermost
 STEP, PENDING = ("step",), ("pending",)
 
 
-class Holder(object):
+class NumpyHolder(object):
     """A value kept in Python while no optimizer variable holds it."""
 
     def __init__(self, value):
@@ -133,8 +133,10 @@ class NativeLookahead(lookahead_state.LookaheadState):
     def __init__(self, model, k, alpha, optimizer_state, platform):
         self.model, self.k, self.alpha = model, k, alpha
         self.optimizer_state, self.platform = optimizer_state, platform
-        self._holders = {STEP: Holder(np.int32(0)), PENDING: Holder(np.zeros(0, np.int32))}
-        #: The weights the settled optimizer trains, in its order (the ``pending`` order).
+        self._holders = {STEP: NumpyHolder(np.int32(0)),
+                         PENDING: NumpyHolder(np.zeros(0, np.int32))}
+        #: The weights the optimizer holding the state trains, in its order (the ``pending``
+        #: order).
         self.trained = []
         self._position = {}        # id of a trained weight -> its index in `trained`
         #: The weights the last compile() made trainable (None: none since inject, or
@@ -184,7 +186,7 @@ class NativeLookahead(lookahead_state.LookaheadState):
 
     def _holder(self, key, weight):
         if key not in self._holders:
-            self._holders[key] = Holder(np.zeros(tuple(weight.shape), _dtype(weight)))
+            self._holders[key] = NumpyHolder(np.zeros(tuple(weight.shape), _dtype(weight)))
         return self._holders[key]
 
     def mark_trained(self, weights):
@@ -216,13 +218,13 @@ class NativeLookahead(lookahead_state.LookaheadState):
 
     def read(self, holders):
         self.platform.sync_state(self.model)
-        return [np.array(h.value) if isinstance(h, Holder) else self.platform.to_numpy(h.value)
-                for h in holders]
+        return [np.array(h.value) if isinstance(h, NumpyHolder)
+                else self.platform.to_numpy(h.value) for h in holders]
 
     def write(self, holders, values):
         self.platform.sync_state(self.model)
         for holder, value in zip(holders, values):
-            if isinstance(holder, Holder):
+            if isinstance(holder, NumpyHolder):
                 holder.value = np.asarray(value)
             else:
                 holder.assign(np.asarray(value, _dtype(holder)))
@@ -261,11 +263,11 @@ class NativeLookahead(lookahead_state.LookaheadState):
 
     # -- the optimizer's variables ---------------------------------------------
 
-    def settle(self, optimizer):
+    def move_into_optimizer(self, optimizer):
         """Move the state into variables of the built ``optimizer`` (the innermost one)."""
         if self.optimizer is optimizer:
             return
-        self.unsettle()
+        self.move_out_of_optimizer()
         weights = list(optimizer._trainable_variables)
         new = set(id(w) for w in lookahead_state.joining(self.trained, weights))
         flags = dict(zip((id(w) for w in self.trained), self.pending.value))
@@ -321,16 +323,16 @@ class NativeLookahead(lookahead_state.LookaheadState):
                 offset += segment.size
             self.packed.append(array)
 
-    def unsettle(self):
+    def move_out_of_optimizer(self):
         """Take the state out of the optimizer's variables (a new optimizer comes, or
-        Lookahead is removed), into ``Holder``s."""
+        Lookahead is removed), into ``NumpyHolder``s."""
         if self.optimizer is None:
             return
         self.platform.sync_state(self.model)
         ours = set(id(v) for v in self._ours)
         for key, holder in list(self._holders.items()):
             if id(holder) in ours or isinstance(holder, Segment):
-                self._holders[key] = Holder(self.platform.to_numpy(holder.value))
+                self._holders[key] = NumpyHolder(self.platform.to_numpy(holder.value))
         # Keras 3 keeps an optimizer's variables in the plain list its tracker fills.
         self.optimizer._variables[:] = [v for v in self.optimizer._variables
                                         if id(v) not in ours]
@@ -464,12 +466,12 @@ class _Hooks(object):
 
         def build_with_lookahead(variables):
             original_build(variables)
-            lookahead.settle(target)
+            lookahead.move_into_optimizer(target)
 
         def apply_with_lookahead(grads, trainable_variables=None):
             if not target.built:
                 # A custom loop's first apply(grads, variables) builds the optimizer:
-                # built here, so the state is settled before the step reads it.
+                # built here, so the state is in its variables before the step reads it.
                 target.build(list(trainable_variables))
             return platform.step(lookahead, target, original_apply, grads, trainable_variables)
 
@@ -479,14 +481,14 @@ class _Hooks(object):
             self._set(wrapper, "save_own_variables", _saver(lookahead, wrapper))
             self._set(wrapper, "load_own_variables", _loader(lookahead, wrapper))
         if target.built:
-            lookahead.settle(target)
+            lookahead.move_into_optimizer(target)
 
     def _set(self, owner, name, value):
         setattr(owner, name, value)
         self.set.append((owner, name))
 
     def unhook(self):
-        self.lookahead.unsettle()
+        self.lookahead.move_out_of_optimizer()
         while self.set:
             owner, name = self.set.pop()
             if name in vars(owner):

@@ -21,13 +21,13 @@ def check(model):
 
 
 def attach(model, k, alpha, optimizer_state="keep"):
-    attachment = _optimizer_hook.attach(model, _strategy(model), _same, k, alpha, METHOD,
-                                        _trained_variables, _retrace,
+    attachment = _optimizer_hook.attach(model, _strategy(model), _the_weight_itself, k, alpha,
+                                        METHOD, _trained_variables, _retrace,
                                         optimizer_state=optimizer_state)
     return h5_files.install(model, attachment)
 
 
-def _same(weight):
+def _the_weight_itself(weight):
     # Keras 2 hands the optimizer the tf.Variables themselves.
     return weight
 
