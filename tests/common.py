@@ -76,6 +76,29 @@ def assert_trajectories_equal(actual, expected_, atol=1e-5):
                 g, w, rtol=0, atol=atol, err_msg="step {}, weight {}".format(step, i))
 
 
+def record_plain_loads(folder, ways, load, optimizer_values, kept=lambda warning: True):
+    """For a worker that loads files written with Lookahead in a process without
+    lookahead_inject: each of ``ways`` (``load(way)`` gives the loaded model) recorded in
+    folder/plain_loads.npz, as the weights, ``optimizer_values(way, model)`` and the text
+    of every warning the load gave that is ``kept``."""
+    import sys
+    import warnings
+    out = {}
+    for way in ways:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = load(way)
+        for i, value in enumerate(model.get_weights()):
+            out["{}/weight_{}".format(way, i)] = value
+        for i, value in enumerate(optimizer_values(way, model)):
+            out["{}/optimizer_{}".format(way, i)] = value
+        out["{}/warnings".format(way)] = np.array(
+            [str(w.message) for w in caught if kept(w)] or [""])
+    if "lookahead_inject" in sys.modules:
+        raise SystemExit("lookahead_inject was imported: this worker must load without it")
+    np.savez(os.path.join(folder, "plain_loads.npz"), **out)
+
+
 def assert_close(got, want, what, atol=1e-5):
     """One list of weights, named ``what`` in the failure."""
     assert len(got) == len(want), (what, len(got), len(want))

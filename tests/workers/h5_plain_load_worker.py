@@ -14,9 +14,13 @@ only: load_weights restores none) and the text of every warning the load gave.
 
 import os
 import sys
-import warnings
 
 import numpy as np
+
+# The tests' helpers are in tests/, above (common: numpy only, no lookahead_inject).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import common  # noqa: E402
 
 DIR, MODE, KERAS = sys.argv[1:4]
 WAYS = ("load_model_m_h5", "load_weights_m_h5", "load_weights_w_h5")
@@ -59,24 +63,16 @@ def load(way):
     return model
 
 
+def optimizer_values(way, model):
+    # load_weights restores no optimizer state in Keras 2.
+    return values(optimizer_variables(model.optimizer)) if way == "load_model_m_h5" else []
+
+
 def main():
-    out = {}
-    for way in WAYS:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = load(way)
-        for i, value in enumerate(model.get_weights()):
-            out["{}/weight_{}".format(way, i)] = value
-        if way == "load_model_m_h5":
-            for i, value in enumerate(values(optimizer_variables(model.optimizer))):
-                out["{}/optimizer_{}".format(way, i)] = value
-        out["{}/warnings".format(way)] = np.array(
-            [str(w.message) for w in caught
-             if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning,
-                                            FutureWarning))] or [""])
-    if "lookahead_inject" in sys.modules:
-        raise SystemExit("lookahead_inject was imported: this worker must load without it")
-    np.savez(os.path.join(DIR, "plain_loads.npz"), **out)
+    common.record_plain_loads(
+        DIR, WAYS, load, optimizer_values,
+        kept=lambda w: not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning,
+                                                   FutureWarning)))
 
 
 if __name__ == "__main__":

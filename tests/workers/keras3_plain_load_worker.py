@@ -12,13 +12,13 @@ and the text of every warning the load gave.
 
 import os
 import sys
-import warnings
+
+import numpy as np
 
 # The tests' helpers (harness, keras3_support, common, reference) are in tests/, above.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np
-
+import common  # noqa: E402
 import keras3_support as support  # noqa: E402
 
 DIR = sys.argv[1]
@@ -37,21 +37,13 @@ def load(way):
     return model
 
 
-def main():
+def optimizer_values(way, model):
     from keras import ops
-    out = {}
-    for way in WAYS:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = load(way)
-        for i, value in enumerate(model.get_weights()):
-            out["{}/weight_{}".format(way, i)] = value
-        for i, variable in enumerate(model.optimizer.variables):
-            out["{}/optimizer_{}".format(way, i)] = np.array(ops.convert_to_numpy(variable.value))
-        out["{}/warnings".format(way)] = np.array([str(w.message) for w in caught] or [""])
-    if "lookahead_inject" in sys.modules:
-        raise SystemExit("lookahead_inject was imported: this worker must load without it")
-    np.savez(os.path.join(DIR, "plain_loads.npz"), **out)
+    return [np.array(ops.convert_to_numpy(v.value)) for v in model.optimizer.variables]
+
+
+def main():
+    common.record_plain_loads(DIR, WAYS, load, optimizer_values)
 
 
 if __name__ == "__main__":
