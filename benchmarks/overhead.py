@@ -140,7 +140,8 @@ if ARGS.experiment == "unlowered-case":
 
 import lookahead_inject  # noqa: E402
 if GRAPH:
-    from lookahead_inject.backends import _graph  # noqa: E402  (the engine's K for the blog replica)
+    # The engine's K for the blog replica.
+    from lookahead_inject.backends.graph import _train_function  # noqa: E402
 
 
 def is_big(spec):
@@ -290,7 +291,7 @@ def blog_inject(model):
     """The blog's Lookahead.inject (tf 1.14 / 1.15 / 2.0 variants) as written, except that K is
     the engine's own backend module (the public one lacks symbolic_learning_phase) and the slow
     variables copy the values (K.variable(p) races p's initializer on a fresh model)."""
-    K = _graph.engine_backend(model)
+    K = _train_function.engine_backend(model)
     model._make_train_function()         # let Keras settle sample weights / compiled state
     if hasattr(model, "_all_metrics_tensors"):                       # TF 1.14
         metrics_tensors = [model._all_metrics_tensors[m] for m in model.metrics_names[1:]]
@@ -477,7 +478,7 @@ def floor_seconds(model, repeats=20):
     if NATIVE:
         return _floor_native(fast, repeats)
     if GRAPH:
-        K = _graph.engine_backend(model)
+        K = _train_function.engine_backend(model)
         with K.get_graph().as_default():
             slow = [K.variable(np.zeros(w.shape.as_list(), "float32")) for w in fast]
             updates = []

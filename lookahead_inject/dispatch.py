@@ -1,12 +1,13 @@
 """The dispatch table: which backend module serves which TensorFlow.
 
-A row is (backend, TF versions, Keras, Keras versions, execution mode). The
+A row is (backend, its module, TF versions, Keras, Keras versions, execution modes). The
 Keras is the one that built the model: the one behind ``tf.keras``; the other one of
 Keras 3 (``import keras``) and tf-keras (``import tf_keras``) from TF 2.16; or the
 standalone ``keras`` package (2.2 / 2.3, with an engine of its own), for which
 the Keras version picks the row ("" means any). Keras 3 on JAX or PyTorch needs no
-TensorFlow: its rows have no TF versions. The first row that fits wins. Backends are
-imported only when chosen, so importing lookahead_inject never imports TensorFlow.
+TensorFlow: its rows have no TF versions. The first row that fits wins. A row names its backend's
+module under ``backends/`` (by family: graph, tf_hook, native); backends are imported only
+when chosen, so importing lookahead_inject never imports TensorFlow.
 """
 
 import collections
@@ -17,23 +18,26 @@ from packaging.specifiers import SpecifierSet
 from . import environment as env
 from .errors import InvalidArgumentError, UnsupportedEnvironmentError
 
-Row = collections.namedtuple("Row", "backend tf_versions keras keras_versions modes")
+Row = collections.namedtuple("Row", "backend module tf_versions keras keras_versions modes")
 
-KERAS_2_FAMILY = (env.KERAS_BUNDLED, env.KERAS_2, env.KERAS_TF_KERAS)
-
-STANDALONE = (env.KERAS_STANDALONE,)
+#: The Keras column: Keras 2 (behind tf.keras, or tf-keras), standalone Keras, the one
+#: bundled with TF 1.x, Keras 3 on TF, JAX, PyTorch.
+KERAS_2 = (env.KERAS_BUNDLED, env.KERAS_2, env.KERAS_TF_KERAS)
+STANDALONE, BUNDLED, KERAS_3 = (env.KERAS_STANDALONE,), (env.KERAS_BUNDLED,), (env.KERAS_3,)
+JAX, TORCH = (env.KERAS_3_JAX,), (env.KERAS_3_TORCH,)
+GRAPH, EAGER = (env.GRAPH,), (env.EAGER,)
 
 TABLE = (
-    #   backend      TF versions      Keras that built the model  Keras versions   modes
-    Row("keras22",   ">=1.14,<2",     STANDALONE,                 ">=2.2.4,<2.3",  (env.GRAPH,)),
-    Row("keras23",   ">=1.14,<2",     STANDALONE,                 ">=2.3,<2.4",    (env.GRAPH,)),
-    Row("tf114",     ">=1.14,<1.15",  (env.KERAS_BUNDLED,),       "",              (env.GRAPH,)),
-    Row("tf115",     ">=1.15,<2",     (env.KERAS_BUNDLED,),       "",              (env.GRAPH,)),
-    Row("tf2_graph", ">=2,<3",        KERAS_2_FAMILY,             "",              (env.GRAPH,)),
-    Row("tf2_eager", ">=2,<3",        KERAS_2_FAMILY,             "",              (env.EAGER,)),
-    Row("keras3",    ">=2.16,<3",     (env.KERAS_3,),             "",              (env.EAGER,)),
-    Row("keras3_jax",   "",           (env.KERAS_3_JAX,),         ">=3.15,<4",     (env.EAGER,)),
-    Row("keras3_torch", "",           (env.KERAS_3_TORCH,),       ">=3.15,<4",     (env.EAGER,)),
+    #   backend         module                 TF versions     Keras       Keras versions  modes
+    Row("keras22",      "graph.keras22",       ">=1.14,<2",    STANDALONE, ">=2.2.4,<2.3", GRAPH),
+    Row("keras23",      "graph.keras23",       ">=1.14,<2",    STANDALONE, ">=2.3,<2.4",   GRAPH),
+    Row("tf114",        "graph.tf114",         ">=1.14,<1.15", BUNDLED,    "",             GRAPH),
+    Row("tf115",        "graph.tf115",         ">=1.15,<2",    BUNDLED,    "",             GRAPH),
+    Row("tf2_graph",    "graph.tf2_graph",     ">=2,<3",       KERAS_2,    "",             GRAPH),
+    Row("tf2_eager",    "tf_hook.tf2_eager",   ">=2,<3",       KERAS_2,    "",             EAGER),
+    Row("keras3",       "tf_hook.keras3_tf",   ">=2.16,<3",    KERAS_3,    "",             EAGER),
+    Row("keras3_jax",   "native.keras3_jax",   "",             JAX,        ">=3.15,<4",    EAGER),
+    Row("keras3_torch", "native.keras3_torch", "",             TORCH,      ">=3.15,<4",    EAGER),
 )
 
 BACKEND_NAMES = tuple(row.backend for row in TABLE)
@@ -130,5 +134,7 @@ def _fix_for(environment):
 
 
 def load_backend(name):
-    """Import the backend module ``name`` (this is the first TF-touching import)."""
-    return importlib.import_module("lookahead_inject.backends." + name)
+    """The ``backends.Backend`` of the backend ``name``: its module imported (this is the
+    first TF-touching import)."""
+    row = next(r for r in TABLE if r.backend == name)
+    return importlib.import_module("lookahead_inject.backends." + row.module).BACKEND

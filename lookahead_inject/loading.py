@@ -5,7 +5,7 @@ load in a process without lookahead_inject (so its config names only Keras' own 
 and such a file gives this process no hook into Keras' loader. Keras 3.15 refuses a
 registered name on a built-in class (``serialization_lib._assert_no_registered_name_for_builtin``)
 and cannot import a module of ours where we are not installed; the state rides in the file
-beside the optimizer's (``_keras3_files``, ``_h5_files``), where Keras' loader passes it by.
+beside the optimizer's (``backends/common/keras3_files``, ``h5_files``), where Keras' loader passes it by.
 So this function loads with Keras, reads the state with Keras' ``load_weights`` (Keras 3) or
 h5py (Keras 2 HDF5), injects with the file's k, alpha and optimizer_state and restores it.
 """
@@ -77,10 +77,10 @@ def _state_bytes(model, path):
     environment = detect_environment(model)
     if (flavour is not None and flavour[0] == KERAS_3) or \
             environment.keras in (KERAS_3, KERAS_3_JAX, KERAS_3_TORCH):
-        from .backends import _keras3_files
-        return _keras3_files.read_state(model, path)
-    from .backends import _h5_files
-    return _h5_files.read_state(path)
+        from .backends.common import keras3_files
+        return keras3_files.read_state(model, path)
+    from .backends.common import h5_files
+    return h5_files.read_state(path)
 
 
 __all__ = ["load_model"]

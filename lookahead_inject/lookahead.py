@@ -149,9 +149,9 @@ class Lookahead(object):
                 "before injecting another.".format(current.k, current.alpha,
                                                    current.optimizer_state))
         name = dispatch.choose_backend(detect_environment(model), backend)
-        module = dispatch.load_backend(name)
-        module.check(model)
-        self._attachment = module.attach(model, self.k, self.alpha, self.optimizer_state)
+        chosen = dispatch.load_backend(name)
+        chosen.check(model)
+        self._attachment = chosen.attach(model, self.k, self.alpha, self.optimizer_state)
         self._attachment.bind(self.get_state, self.set_state, self._weight_specs)
         self.model, self.backend = model, name
         _INJECTED[model] = weakref.ref(self)
@@ -375,7 +375,7 @@ def detect(model=None, backend="auto"):
     """
     environment = detect_environment(model)
     name = dispatch.choose_backend(environment, backend)
-    module = dispatch.load_backend(name)
+    chosen = dispatch.load_backend(name)
     return {
         "tensorflow": None if environment.tf_version is None else str(environment.tf_version),
         "keras": environment.keras,
@@ -384,6 +384,6 @@ def detect(model=None, backend="auto"):
         "mode": environment.mode,
         "keras_backend": environment.keras_backend,
         "backend": name,
-        "distribute": "supported" if module.DISTRIBUTE else "not supported",
-        "checkpoints": list(module.CHECKPOINT_FORMATS),
+        "distribute": "supported" if chosen.distribute else "not supported",
+        "checkpoints": list(chosen.checkpoint_formats),
     }

@@ -153,7 +153,7 @@ def save(path, state, like):
 
 def to_bytes(state, like):
     """``state`` in the file format ``save`` writes, as bytes (Keras 3 files carry them in
-    a section of their own: backends/_keras3_files.py)."""
+    a section of their own: backends/common/keras3_files.py)."""
     return b"".join(bytes(part) for part in _parts(state, like))
 
 

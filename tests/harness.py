@@ -13,9 +13,12 @@ import os
 
 import numpy as np
 
-from lookahead_inject import environment
+from lookahead_inject import environment, inject
 import reference
-from reference import mlp_init
+# The run's constants, data, expectations and asserts are common.py's (TF-free, shared
+# with keras3_support.py and the workers), re-exported for the tests.
+from common import (BATCH, EPOCHS, N_IN, STEPS, STEPS_PER_EPOCH,  # noqa: F401
+                    assert_trajectories_equal, data, epoch_batches, expected, start_weights)
 
 #: (keras version, "jax" / "torch") when Keras 3 runs without TensorFlow, else None.
 #: Asked without importing TensorFlow (importing it would also make it a dependency).
@@ -161,24 +164,6 @@ def split_cpu_in_two():
     setter(cpu, [device(), device()])
 
 
-# 48 samples, batches of 16: 3 steps per epoch, so k=5 and k=2 do not divide an epoch.
-N_IN, BATCH, STEPS_PER_EPOCH, EPOCHS = 4, 16, 3, 4
-STEPS = STEPS_PER_EPOCH * EPOCHS
-
-
-def data(seed=1, n_out=1):
-    rng = np.random.RandomState(seed)
-    x = rng.uniform(-1, 1, (BATCH * STEPS_PER_EPOCH, N_IN)).astype("float32")
-    y = rng.uniform(-1, 1, (BATCH * STEPS_PER_EPOCH, n_out)).astype("float32")
-    return x, y
-
-
-def epoch_batches(x, y, epochs=EPOCHS):
-    """The batches fit(shuffle=False) takes, in order, ``epochs`` times."""
-    one = [(x[i:i + BATCH], y[i:i + BATCH]) for i in range(0, len(x), BATCH)]
-    return one * epochs
-
-
 def optimizer(name):
     """A fresh Keras optimizer matching reference.OPTIMIZERS[name]."""
     # TF >= 2.11 graph mode needs the legacy optimizers (the new ones have no get_updates).
@@ -262,10 +247,6 @@ def h5_path(folder, stem):
     return os.path.join(str(folder), stem + (".weights.h5" if KERAS_3 else ".h5"))
 
 
-def start_weights():
-    return mlp_init(N_IN)
-
-
 class RecordWeights(keras.callbacks.Callback):
     def __init__(self):
         super(RecordWeights, self).__init__()
@@ -345,13 +326,37 @@ def keras_lookahead_reference(model, steps, k, alpha):
     return weights, outputs
 
 
-def assert_trajectories_equal(actual, expected, atol=1e-5):
-    assert len(actual) == len(expected), (len(actual), len(expected))
-    for step, (got, want) in enumerate(zip(actual, expected), 1):
-        assert len(got) == len(want)
-        for i, (g, w) in enumerate(zip(got, want)):
-            np.testing.assert_allclose(
-                g, w, rtol=0, atol=atol, err_msg="step {}, weight {}".format(step, i))
+def twin_models(build):
+    """Two identically initialised copies of ``build()``: one to inject, one reference."""
+    first = build()
+    second = build()
+    second.set_weights(first.get_weights())
+    return first, second
+
+
+def assert_matches_hand_lookahead(build, steps, k, alpha):
+    """``build()`` injected trains as its twin trained plainly with Lookahead by hand
+    (``keras_lookahead_reference``): weights and the steps' outputs."""
+    model, reference_model = twin_models(build)
+    inject(model, k=k, alpha=alpha)
+    want, want_outputs = keras_lookahead_reference(reference_model, steps, k, alpha)
+    got_outputs, got = [], []
+    for step in steps:
+        got_outputs.append(step(model))
+        got.append(model.get_weights())
+    assert_trajectories_equal(got, want)
+    np.testing.assert_allclose(np.array(got_outputs, np.float64),
+                               np.array(want_outputs, np.float64), atol=1e-5)
+
+
+def trained(opt="sgd", steps=4, k=3, alpha=0.5, execution=None):
+    """A model injected with Lookahead(k, alpha) and trained ``steps`` steps; (model, handle)."""
+    x, y = data()
+    model = mlp(opt, start_weights(), execution)
+    la = inject(model, k=k, alpha=alpha)
+    for bx, by in epoch_batches(x, y)[:steps]:
+        model.train_on_batch(bx, by)
+    return model, la
 
 
 class HandLookahead(keras.callbacks.Callback):

@@ -7,7 +7,7 @@ import harness
 from harness import tf  # None where Keras 3 runs on JAX / PyTorch
 import reference
 from lookahead_inject import Lookahead, inject
-from test_trajectory import expected
+from common import expected
 
 
 def test_public_keras_backend_lacks_what_the_blog_called():

@@ -13,7 +13,7 @@ import harness
 from harness import tf  # None where Keras 3 runs on JAX / PyTorch
 import reference
 from lookahead_inject import ModelNotReadyError, detect, inject
-from test_trajectory import expected
+from common import WORKERS, expected
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -105,7 +105,7 @@ def test_two_workers_on_loopback_equal_single_device(tmp_path):
     ports = ",".join(free_loopback_ports(2))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
-    workers = [subprocess.Popen([sys.executable, os.path.join(HERE, "multiworker_worker.py"),
+    workers = [subprocess.Popen([sys.executable, os.path.join(WORKERS, "multiworker_worker.py"),
                                  str(index), ports, str(tmp_path)], cwd=HERE, env=env)
                for index in (0, 1)]
     deadline = time.time() + 240

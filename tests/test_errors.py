@@ -186,21 +186,21 @@ def test_info_without_tensorflow_explains_the_fix():
 
 # Where a failure can strike inside inject, on every backend: the first change
 # (slow copies), after the training hooks are in place (the handle), the last step.
-# Keras 3 on JAX / PyTorch (backends/_keras3_native.py) hooks the optimizer first (a
-# failure between its apply / build hooks and its file sections), then the handle.
-# (module, class or None for a module-level function, name)
-FAILURE_POINTS = ([("_keras3_native", None, "_saver"),
-                   ("_attachment", "Attachment", "__init__")]
+# Keras 3 on JAX / PyTorch (backends/native/_optimizer_variables.py) hooks the optimizer
+# first (a failure between its apply / build hooks and its file sections), then the handle.
+# (module under lookahead_inject.backends, class or None for a module-level function, name)
+FAILURE_POINTS = ([("native._optimizer_variables", None, "_saver"),
+                   ("common.attachment", "Attachment", "__init__")]
                   if harness.KERAS3_WITHOUT_TF else
-                  [("_sync", "LookaheadVariables", "mark_trained"),
-                   ("_attachment", "Attachment", "__init__"),
-                   ("_attachment", "Checkpointed", "track")])
+                  [("common.tf_sync", "LookaheadVariables", "mark_trained"),
+                   ("common.attachment", "Attachment", "__init__"),
+                   ("common.tf_checkpoint", "Checkpointed", "track")])
 
 
 @pytest.mark.parametrize("module,cls,method", FAILURE_POINTS)
 def test_a_failure_inside_inject_leaves_the_model_as_it_was(monkeypatch, module, cls, method):
     import importlib
-    if (module, cls, method) == ("_attachment", "Checkpointed", "track"):
+    if (module, cls, method) == ("common.tf_checkpoint", "Checkpointed", "track"):
         harness.skip_standalone("models are no TF Trackables: inject tracks no checkpoint "
                                 "dependency, so there is no such point to fail at")
     model = harness.mlp("sgd", harness.start_weights())

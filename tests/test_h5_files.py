@@ -1,6 +1,6 @@
 """Nothing of Lookahead is lost when Keras 2 writes HDF5: tf.keras / tf-keras (TF 1.x graph,
 TF 2 graph and eager) and standalone Keras 2.2 / 2.3, ``model.save("m.h5")`` and
-``model.save_weights("w.h5")`` (backends/_h5_files.py).
+``model.save_weights("w.h5")`` (backends/common/h5_files.py).
 
 A run interrupted after step 4 (mid-cycle, k=3) and resumed through either file by
 ``load_weights`` into a fresh injected model ends where the uninterrupted run ends and where
@@ -29,7 +29,7 @@ import harness
 import reference
 import lookahead_inject
 from lookahead_inject import NoLookaheadStateWarning, StateFileError, inject
-from test_trajectory import expected
+from common import WORKERS, expected
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 K, ALPHA, FIRST, SECOND = 3, 0.5, 4, 5        # saved after step 4: inside a cycle of 3
@@ -173,7 +173,7 @@ def plain_loads(tmp_path):
     """The files of a momentum run with Lookahead, loaded by the worker (no lookahead_inject)."""
     writer, _ = written_with_lookahead("momentum", tmp_path)
     mode = "graph" if harness.GRAPH else "eager"
-    subprocess.run([sys.executable, os.path.join(HERE, "h5_plain_load_worker.py"),
+    subprocess.run([sys.executable, os.path.join(WORKERS, "h5_plain_load_worker.py"),
                     str(tmp_path), mode, "standalone" if harness.STANDALONE else "tf.keras"],
                    cwd=HERE, check=True, timeout=300)
     with np.load(str(tmp_path / "plain_loads.npz")) as loaded:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import harness
-from test_trajectory import expected
+from common import WORKERS, expected
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The Horovod section of the docs, with the example a user copies (README links it).
@@ -46,7 +46,7 @@ def horovodrun(args, cwd, timeout=900):
 
 
 def run_worker(tmp_path, opt, api, start, *extra):
-    horovodrun([os.path.join(HERE, "horovod_worker.py"), harness.ENVIRONMENT.mode, opt, api,
+    horovodrun([os.path.join(WORKERS, "horovod_worker.py"), harness.ENVIRONMENT.mode, opt, api,
                 start, str(tmp_path)] + list(extra), cwd=HERE)
     ranks = []
     for rank in (0, 1):
@@ -103,7 +103,7 @@ def test_resume_from_rank0_save_equals_uninterrupted_lookahead(tmp_path):
 
 
 def test_backward_passes_per_step_is_refused_with_the_fix(tmp_path):
-    out = horovodrun([os.path.join(HERE, "horovod_worker.py"), harness.ENVIRONMENT.mode, "sgd",
+    out = horovodrun([os.path.join(WORKERS, "horovod_worker.py"), harness.ENVIRONMENT.mode, "sgd",
                       "fit", "alike", str(tmp_path), "passes2"], cwd=HERE)
     assert out.count("REFUSED: ModelNotReadyError") == 2, out[-3000:]
     assert "backward_passes_per_step=2" in out and "backward_passes_per_step=1" in out

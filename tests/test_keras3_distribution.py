@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import keras3_support as support
+from common import WORKERS
 
 BACKEND, SKIP = support.keras3_backend_or_skip_reason()
 if SKIP is None and BACKEND != "keras3_jax":
@@ -30,7 +31,7 @@ def run(mode, folder):
     env = dict(os.environ, KERAS_BACKEND="jax",
                XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") +
                           " --xla_force_host_platform_device_count=2").strip())
-    subprocess.run([sys.executable, os.path.join(HERE, "keras3_distribution_worker.py"), mode,
+    subprocess.run([sys.executable, os.path.join(WORKERS, "keras3_distribution_worker.py"), mode,
                     str(folder)], cwd=HERE, env=env, check=True, timeout=600)
     with np.load(str(folder / (mode + ".npz"))) as saved:
         return {key: saved[key] for key in saved.files}
@@ -50,7 +51,7 @@ def test_data_parallel_over_two_devices_trains_as_one_device_and_numpy(tmp_path)
     assert list(parallel["steps"]) == list(single["steps"]) == steps
     np.testing.assert_allclose(parallel["fast"], single["fast"], rtol=0, atol=1e-5)
     np.testing.assert_allclose(parallel["slow"], single["slow"], rtol=0, atol=1e-5)
-    want = support.reference_run("adam", K, ALPHA, support.epoch_batches(*support.data()),
+    want = support.expected_with_slow("adam", K, ALPHA, support.epoch_batches(*support.data()),
                                  SYNC_AFTER)
     np.testing.assert_allclose(parallel["fast"], [flat(fast) for fast, _ in want],
                                rtol=0, atol=1e-5)

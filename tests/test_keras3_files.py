@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import keras3_support as support
+from common import WORKERS
 
 BACKEND, SKIP = support.keras3_backend_or_skip_reason()
 pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
@@ -36,10 +37,10 @@ OPTIMIZERS = ("momentum", "adam", "loss_scaled_adam")
                                  "keras_and_get_state", "keras_alone"])
 def test_resume_in_a_fresh_process_is_exact(fmt, opt, tmp_path):
     for phase in ("first", "second"):
-        subprocess.run([sys.executable, os.path.join(HERE, "keras3_resume_worker.py"), fmt, opt,
+        subprocess.run([sys.executable, os.path.join(WORKERS, "keras3_resume_worker.py"), fmt, opt,
                         phase, str(tmp_path)], cwd=HERE, check=True, timeout=300)
     batches = support.epoch_batches(*support.data(), epochs=3)[:9]
-    want = support.reference_run(opt, K, ALPHA, batches)
+    want = support.expected_with_slow(opt, K, ALPHA, batches)
     with np.load(str(tmp_path / "final.npz")) as final:
         got = [final["arr_{}".format(i)] for i in range(8)]
         assert int(final["step"]) == 9

@@ -6,7 +6,7 @@ Lookahead cycle), ``ModelCheckpoint`` (``.keras``, and ``save_weights_only`` to
 ``.weights.h5``) or ``model.save(".keras")``, each followed by ``load_weights`` into a fresh
 injected model, ends where the run without the interruption ends, and where the numpy
 reference does (1e-5), with every step counted. The state rides in a section of its own
-(backends/_keras3_files.py), so a file written with Lookahead loads into a plain model in
+(backends/common/keras3_files.py), so a file written with Lookahead loads into a plain model in
 a process without lookahead_inject with all weights and the optimizer's own state, and a
 plain file into an injected model, where Lookahead starts at the next step, from the
 loaded weights, with one log line; neither direction changes the optimizer's own
@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 import harness
+from common import WORKERS
 import keras3_support as support
 import reference
 
@@ -152,7 +153,7 @@ def test_a_resumed_run_ends_with_the_weights_and_slow_weights_of_the_uninterrupt
 def test_a_resumed_run_ends_with_the_weights_and_slow_weights_of_the_numpy_reference(
         how, tmp_path_factory):
     weights, slow, _, batches = resumed(how, tmp_path_factory)
-    want_weights, want_slow = support.reference_run(OPT, K, ALPHA, batches)[-1]
+    want_weights, want_slow = support.expected_with_slow(OPT, K, ALPHA, batches)[-1]
     support.assert_close(weights, want_weights, "weights")
     support.assert_close(slow, want_slow, "slow weights")
 
@@ -195,7 +196,7 @@ def plain_process_loads(tmp_path_factory):
         folder = str(tmp_path_factory.mktemp("plain_process"))
         model = write_files(folder, with_lookahead=True)
         written = model.get_weights(), own_optimizer_values(model)
-        subprocess.run([sys.executable, os.path.join(HERE, "keras3_plain_load_worker.py"),
+        subprocess.run([sys.executable, os.path.join(WORKERS, "keras3_plain_load_worker.py"),
                         folder], cwd=HERE, check=True, timeout=300)
         with np.load(os.path.join(folder, "plain_loads.npz")) as loaded:
             _RUNS["plain_process"] = written, dict(loaded)
@@ -417,7 +418,7 @@ def test_keras2_backup_and_restore_resumes_lookahead_exactly(tmp_path):
     model.fit(x, y, batch_size=harness.BATCH, epochs=EPOCHS, shuffle=False, verbose=0,
               callbacks=[keras.callbacks.BackupAndRestore(backup)])
     batches = harness.epoch_batches(x, y, EPOCHS)
-    want_weights, want_slow = support.reference_run(OPT, K, ALPHA, batches)[-1]
+    want_weights, want_slow = support.expected_with_slow(OPT, K, ALPHA, batches)[-1]
     assert la.step == len(batches)
     support.assert_close(model.get_weights(), want_weights, "weights")
     support.assert_close(la.get_state()["slow_weights"], want_slow, "slow weights")

@@ -50,7 +50,7 @@ def fit(model, la, opt, sync_after=()):
     reader = OnlyTheHandle(la, sync_after)
     model.fit(x, y, batch_size=support.BATCH, epochs=support.EPOCHS, shuffle=False, verbose=0,
               callbacks=[reader.callback])
-    return reader.seen, support.reference_run(
+    return reader.seen, support.expected_with_slow(
         opt, K, ALPHA, support.epoch_batches(x, y), sync_after)
 
 
@@ -88,7 +88,7 @@ def test_sync_from_a_callback_mid_fit_is_followed_by_training(opt, run):
     # The syncs count no step: the in-step syncs stay at 3, 6, 9, 12.
     assert la.step == support.STEPS
     # The reference has power: without the extra syncs the run ends elsewhere.
-    plain = support.reference_run(opt, K, ALPHA, support.epoch_batches(*support.data()))
+    plain = support.expected_with_slow(opt, K, ALPHA, support.epoch_batches(*support.data()))
     assert max(np.abs(a - b).max() for a, b in zip(plain[-1][0], want[-1][0])) > 1e-3
 
 

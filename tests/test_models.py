@@ -11,27 +11,6 @@ from lookahead_inject import inject
 layers = harness.keras.layers
 
 
-def twin_models(build):
-    """Two identically initialised copies of ``build()``: one to inject, one reference."""
-    first = build()
-    second = build()
-    second.set_weights(first.get_weights())
-    return first, second
-
-
-def assert_matches_hand_lookahead(build, steps, k, alpha):
-    model, reference_model = twin_models(build)
-    inject(model, k=k, alpha=alpha)
-    want, want_outputs = harness.keras_lookahead_reference(reference_model, steps, k, alpha)
-    got_outputs, got = [], []
-    for step in steps:
-        got_outputs.append(step(model))
-        got.append(model.get_weights())
-    harness.assert_trajectories_equal(got, want)
-    np.testing.assert_allclose(np.array(got_outputs, np.float64),
-                               np.array(want_outputs, np.float64), atol=1e-5)
-
-
 def bn_dropout_model():
     model = harness.keras.Sequential([
         layers.Dense(8, input_shape=(harness.N_IN,)),
@@ -71,7 +50,7 @@ def test_batchnorm_model_matches_hand_lookahead():
         return model
     x, y = harness.data()
     steps = [lambda m, b=b: m.train_on_batch(*b) for b in harness.epoch_batches(x, y, 3)]
-    assert_matches_hand_lookahead(build, steps, k=4, alpha=0.5)
+    harness.assert_matches_hand_lookahead(build, steps, k=4, alpha=0.5)
 
 
 def two_in_two_out():
@@ -91,7 +70,7 @@ def test_two_inputs_two_outputs():
     ya, yb = rng.randn(32, 1).astype("float32"), rng.randn(32, 2).astype("float32")
     steps = [lambda m, i=i: m.train_on_batch([xa[i:i + 8], xb[i:i + 8]], [ya[i:i + 8], yb[i:i + 8]])
              for i in (0, 8, 16, 24) * 2]
-    assert_matches_hand_lookahead(two_in_two_out, steps, k=3, alpha=0.5)
+    harness.assert_matches_hand_lookahead(two_in_two_out, steps, k=3, alpha=0.5)
 
 
 def test_sample_weight():
@@ -99,7 +78,7 @@ def test_sample_weight():
     w = np.random.RandomState(5).uniform(0, 2, len(x)).astype("float32")
     steps = [lambda m, i=i: m.train_on_batch(x[i:i + 16], y[i:i + 16], sample_weight=w[i:i + 16])
              for i in (0, 16, 32) * 3]
-    assert_matches_hand_lookahead(lambda: harness.mlp("sgd"), steps, k=2, alpha=0.5)
+    harness.assert_matches_hand_lookahead(lambda: harness.mlp("sgd"), steps, k=2, alpha=0.5)
 
 
 def test_class_weight():
@@ -115,4 +94,4 @@ def test_class_weight():
     steps = [lambda m, i=i: m.train_on_batch(x[i:i + 16], labels[i:i + 16],
                                              class_weight={0: 1.0, 1: 3.0})
              for i in (0, 16, 32) * 3]
-    assert_matches_hand_lookahead(build, steps, k=2, alpha=0.5)
+    harness.assert_matches_hand_lookahead(build, steps, k=2, alpha=0.5)

@@ -17,7 +17,7 @@ import reference
 from lookahead_inject import (InvalidArgumentError, Lookahead, ModelNotReadyError,
                               OptimizerStateError, inject)
 from lookahead_inject.rule import numpy_rule
-from test_trajectory import expected
+from common import WORKERS, expected
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -203,8 +203,8 @@ def _slots(model, trained=None):
         prefixes = [w.path.replace("/", "_") + "_" for w in trained]
         return [v for prefix in prefixes for v in optimizer_own_variables(model.optimizer)
                 if v.name.startswith(prefix)]
-    from lookahead_inject.backends import _optimizer_state
-    return [s for slots in _optimizer_state.slots_of(model.optimizer, trained) for s in slots]
+    from lookahead_inject.backends.common import optimizer_slots
+    return [s for slots in optimizer_slots.slots_of(model.optimizer, trained) for s in slots]
 
 
 def optimizer_own_variables(optimizer):
@@ -231,7 +231,7 @@ def resume_formats():
 def resume(fmt, option, tmp_path):
     mode = "graph" if harness.GRAPH else "eager"
     for phase in ("first", "second"):
-        subprocess.run([sys.executable, os.path.join(HERE, "resume_worker.py"), mode, fmt,
+        subprocess.run([sys.executable, os.path.join(WORKERS, "resume_worker.py"), mode, fmt,
                         "momentum", phase, str(tmp_path), option],
                        cwd=HERE, check=True, timeout=300)
 

@@ -13,23 +13,13 @@ import pytest
 import harness
 import reference
 from lookahead_inject import InvalidArgumentError, inject
-from test_trajectory import expected
+from common import WORKERS, expected
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def trained(opt="sgd", steps=4, k=3, alpha=0.5, execution=None):
-    """A model injected with Lookahead(k, alpha) and trained ``steps`` steps."""
-    x, y = harness.data()
-    model = harness.mlp(opt, harness.start_weights(), execution)
-    la = inject(model, k=k, alpha=alpha)
-    for bx, by in harness.epoch_batches(x, y)[:steps]:
-        model.train_on_batch(bx, by)
-    return model, la
-
-
 def test_get_state_holds_step_slow_weights_k_and_alpha():
-    model, la = trained(steps=4, k=3)
+    model, la = harness.trained(steps=4, k=3)
     got = la.get_state()
     assert sorted(got) == ["alpha", "k", "momentum_cache", "optimizer_state", "slow_weights",
                            "step"]
@@ -48,7 +38,7 @@ def test_before_the_first_step_the_slow_weights_are_the_fast_ones():
 
 
 def test_set_state_continues_where_get_state_was_taken():
-    model, la = trained(steps=4)
+    model, la = harness.trained(steps=4)
     twin = harness.mlp("sgd", model.get_weights())
     twin_la = inject(twin, k=3, alpha=0.5)
     twin_la.set_state(la.get_state())
@@ -62,11 +52,11 @@ def test_set_state_continues_where_get_state_was_taken():
 
 @pytest.mark.parametrize("name", ["state", "state.npz", "state.bin"])
 def test_save_and_load_use_exactly_the_given_path(name, tmp_path):
-    model, la = trained(steps=4)
+    model, la = harness.trained(steps=4)
     path = str(tmp_path / name)
     la.save(path)
     assert os.listdir(str(tmp_path)) == [name]
-    other, other_la = trained(steps=1)
+    other, other_la = harness.trained(steps=1)
     other_la.load(path)
     saved, loaded = la.get_state(), other_la.get_state()
     assert loaded["step"] == saved["step"]
@@ -74,15 +64,15 @@ def test_save_and_load_use_exactly_the_given_path(name, tmp_path):
 
 
 def test_load_refuses_another_k_or_alpha(tmp_path):
-    _, la = trained(k=3, alpha=0.5)
+    _, la = harness.trained(k=3, alpha=0.5)
     la.save(str(tmp_path / "s"))
-    _, other = trained(k=4, alpha=0.5)
+    _, other = harness.trained(k=4, alpha=0.5)
     with pytest.raises(InvalidArgumentError, match=r"k=3, alpha=0.5, this Lookahead has k=4"):
         other.load(str(tmp_path / "s"))
 
 
 def test_set_state_refuses_another_model_shape():
-    _, la = trained()
+    _, la = harness.trained()
     wide = harness.keras.Sequential([harness.keras.layers.Dense(9, activation="tanh", input_shape=(4,)),
                                 harness.keras.layers.Dense(1)])
     wide.compile(optimizer=harness.optimizer("sgd"), loss="mse")
@@ -94,7 +84,7 @@ def test_set_state_refuses_another_model_shape():
 def test_load_refuses_a_file_that_is_no_state(tmp_path):
     path = tmp_path / "junk"
     path.write_bytes(b"not an archive")
-    _, la = trained()
+    _, la = harness.trained()
     with pytest.raises(InvalidArgumentError, match="not a Lookahead state file"):
         la.load(str(path))
 
@@ -122,7 +112,7 @@ def resume_cases():
 def test_resume_in_a_fresh_process_is_exact(fmt, opt, tmp_path):
     mode = "graph" if harness.GRAPH else "eager"
     for phase in ("first", "second"):
-        subprocess.run([sys.executable, os.path.join(HERE, "resume_worker.py"), mode, fmt, opt,
+        subprocess.run([sys.executable, os.path.join(WORKERS, "resume_worker.py"), mode, fmt, opt,
                         phase, str(tmp_path)], cwd=HERE, check=True, timeout=300)
     with np.load(str(tmp_path / "final.npz")) as final:
         got = [final["arr_{}".format(i)] for i in range(4)]
@@ -147,7 +137,7 @@ def test_a_trained_injected_model_is_freed_like_a_plain_one():
     # Dropping the handle as well must free the model: nothing of lookahead_inject may
     # keep it (and its weights, slow copy included) alive until the process ends.
     def freed(with_lookahead):
-        model, la = trained() if with_lookahead else (harness.mlp("sgd"), None)
+        model, la = harness.trained() if with_lookahead else (harness.mlp("sgd"), None)
         model.fit(*harness.data(), batch_size=harness.BATCH, verbose=0)
         gone = weakref.ref(model)
         del model, la
@@ -162,7 +152,7 @@ def test_a_trained_injected_model_is_freed_like_a_plain_one():
 
 
 def test_slow_weights_block_swaps_in_and_restores_even_on_error():
-    model, la = trained(steps=4)
+    model, la = harness.trained(steps=4)
     fast, slow = model.get_weights(), la.get_state()["slow_weights"]
     x, y = harness.data()
     with la.slow_weights() as inside:

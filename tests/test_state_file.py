@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 import harness
+from common import WORKERS
 from harness import tf  # None where Keras 3 runs on JAX / PyTorch
-import state_file_worker
+from workers import state_file_worker
 from lookahead_inject import InvalidArgumentError, LookaheadError, StateFileError, state
-from test_state import trained
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -131,7 +131,7 @@ def test_a_save_killed_with_sigkill_leaves_the_previous_or_the_new_state(tmp_pat
     both = state_file_worker.states()
     rng = random.Random(1)
     for _ in range(8):
-        worker = subprocess.Popen([sys.executable, os.path.join(HERE, "state_file_worker.py"),
+        worker = subprocess.Popen([sys.executable, os.path.join(WORKERS, "state_file_worker.py"),
                                    path], cwd=HERE, stdout=subprocess.PIPE)
         try:
             target, started = rng.randint(2, 5), 0
@@ -358,13 +358,13 @@ def test_every_single_bit_flip_is_detected(tmp_path):
 
 def test_la_load_of_a_damaged_file_names_it_and_changes_nothing(tmp_path):
     path = str(tmp_path / "lookahead_state")
-    _, la = trained(steps=4)
+    _, la = harness.trained(steps=4)
     la.save(path)
     with open(path, "rb") as source:
         content = source.read()
     with open(path, "wb") as out:
         out.write(flip(content, len(content) // 2))
-    _, other = trained(steps=2)
+    _, other = harness.trained(steps=2)
     before = other.get_state()
     with pytest.raises(StateFileError, match="damaged") as caught:
         other.load(path)
@@ -374,7 +374,7 @@ def test_la_load_of_a_damaged_file_names_it_and_changes_nothing(tmp_path):
 
 def test_la_save_interrupted_keeps_the_file_of_the_previous_save(tmp_path, monkeypatch):
     path = str(tmp_path / "lookahead_state")
-    model, la = trained(steps=4)
+    model, la = harness.trained(steps=4)
     la.save(path)
     saved = la.get_state()
     x, y = harness.data()
@@ -386,7 +386,7 @@ def test_la_save_interrupted_keeps_the_file_of_the_previous_save(tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         la.save(path)
     monkeypatch.undo()
-    _, other = trained(steps=1)
+    _, other = harness.trained(steps=1)
     other.load(path)
     assert other.step == 4
     assert_same_state(other.get_state(), saved)

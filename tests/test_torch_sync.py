@@ -23,7 +23,7 @@ def keras_on_torch():
 def test_the_in_place_sync_is_the_keras_ops_rule(alpha, optimizer_state):
     keras = keras_on_torch()
     from keras import ops
-    from lookahead_inject.backends import keras3_torch
+    from lookahead_inject.backends.native import keras3_torch
     from lookahead_inject.rule import ops_rule
     rng = np.random.RandomState(3)
     shapes = [(4, 3), (3,), (3, 1)]

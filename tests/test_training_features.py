@@ -5,8 +5,7 @@ import pytest
 
 import harness
 from lookahead_inject import inject
-from test_models import assert_matches_hand_lookahead
-from test_trajectory import expected
+from common import expected
 
 layers = harness.keras.layers
 
@@ -27,7 +26,7 @@ def test_sparse_gradients_of_an_embedding(opt, execution):
                       **harness.compile_kwargs(execution))
         return model
     steps = [lambda m, i=i: m.train_on_batch(ids[i:i + 16], y[i:i + 16]) for i in (0, 16, 32) * 3]
-    assert_matches_hand_lookahead(build, steps, k=4, alpha=0.5)
+    harness.assert_matches_hand_lookahead(build, steps, k=4, alpha=0.5)
 
 
 def test_learning_rate_schedule_still_drives_the_inner_optimizer():
@@ -43,7 +42,7 @@ def test_learning_rate_schedule_still_drives_the_inner_optimizer():
         return harness.mlp(module(learning_rate=schedule), harness.start_weights())
     x, y = harness.data()
     steps = [lambda m, b=b: m.train_on_batch(*b) for b in harness.epoch_batches(x, y, 3)]
-    assert_matches_hand_lookahead(build, steps, k=2, alpha=0.5)
+    harness.assert_matches_hand_lookahead(build, steps, k=2, alpha=0.5)
 
 
 def test_reduce_lr_on_plateau_acts_on_the_users_optimizer():

@@ -5,18 +5,12 @@ import pytest
 
 import harness
 import reference
+from common import expected
 from lookahead_inject import Lookahead, inject
 
 # (k, alpha): plain training; k not dividing the 3 steps of an epoch; k dividing it;
 # alpha=0 (back to the start every k steps); a k and alpha of no special kind.
 K_ALPHA = [(1, 1.0), (5, 0.5), (3, 0.5), (2, 0.0), (4, 0.8)]
-
-
-def expected(opt, k, alpha, x, y, steps=harness.STEPS, optimizer_state="keep"):
-    batches = harness.epoch_batches(x.astype(np.float64), y.astype(np.float64))[:steps]
-    return reference.mlp_trajectory(harness.start_weights(), batches,
-                                    reference.OPTIMIZERS[opt](), k, alpha,
-                                    optimizer_state=optimizer_state)
 
 
 def assert_matches_numpy_lookahead(k, alpha, opt, api, execution):

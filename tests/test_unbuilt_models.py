@@ -9,7 +9,7 @@ import harness
 from harness import tf  # None where Keras 3 runs on JAX / PyTorch
 import reference
 from lookahead_inject import ModelNotReadyError, inject
-from test_trajectory import expected
+from common import expected
 
 layers = harness.keras.layers
 

@@ -9,11 +9,12 @@ on the weights a training step trains::
         fast <- slow
 
 (When a weight takes its slow copy, and which weights a sync covers, is each
-backend's bookkeeping: ``backends/_sync.py``, ``backends/_keras3_native.py``.)
+backend's bookkeeping: ``backends/common/tf_sync.py``,
+``backends/native/_optimizer_variables.py``.)
 
 Algorithm 1 leaves the inner optimizer's own state open; ``optimizer_state`` says
 what a sync does to it (the paper's authors' code offers the same three choices as
-``pullback_momentum``; which optimizers each fits: ``backends/_optimizer_state.py``):
+``pullback_momentum``; which optimizers each fits: ``backends/common/optimizer_slots.py``):
 
 keep
     nothing, the optimizer carries on (the default).

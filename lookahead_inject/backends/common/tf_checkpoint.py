@@ -1,0 +1,48 @@
+"""The Lookahead state of the TF backends as a checkpoint dependency of the model: what
+TF-format ``save_weights`` and ``tf.train.Checkpoint(model=...)`` carry."""
+
+import tensorflow as tf
+
+from .attachment import CHECKPOINT_NAME
+
+#: The checkpoint formats this carries the state in (what ``detect()`` lists; tests/test_state.py).
+TF_WEIGHTS = "model.save_weights(path) in TF format (no .h5)"
+TF_CHECKPOINT = "tf.train.Checkpoint(model=model, optimizer=model.optimizer)"
+
+
+class Checkpointed(object):
+    """The slow copies and the step counter as a checkpoint dependency of the model.
+
+    Not layer weights: ``model.weights``, ``get_weights`` and .h5 files stay as
+    they were, while TF-format ``save_weights`` / ``load_weights`` and
+    ``tf.train.Checkpoint(model=...)`` carry them. A slow copy is named by its
+    weight's position in ``model.weights``, which is the same in a new process
+    that builds the same model, whenever the copy is made.
+    """
+
+    def __init__(self, model, step):
+        self.model = model
+        self.holder = tf.Module(name=CHECKPOINT_NAME)
+        self.holder.step = step
+        self._extra = {}
+
+    def add(self, weight, slow, kind="slow"):
+        """``kind`` "slow" or "momentum" (optimizer_state="pullback")."""
+        position = [i for i, w in enumerate(self.model.weights) if w is weight]
+        if position:
+            name = "{}_{}".format(kind, position[0])
+        else:           # a variable a custom train_step trains beside the model's own
+            self._extra[kind] = self._extra.get(kind, -1) + 1
+            name = "{}_extra_{}".format(kind, self._extra[kind])
+        # Setting an attribute of a tracked Module also restores it from a
+        # checkpoint whose restore is still pending (load_weights before the first step).
+        setattr(self.holder, name, slow)
+
+    def track(self):
+        # Trackable._track_trackable (TF 1.14 - 2.21, Keras 2 and 3 on TF) adds a
+        # checkpoint dependency without making a layer attribute.
+        self.model._track_trackable(self.holder, name=CHECKPOINT_NAME, overwrite=True)
+
+    def untrack(self):
+        self.model._track_trackable(tf.Module(name=CHECKPOINT_NAME), name=CHECKPOINT_NAME,
+                                    overwrite=True)

@@ -1,0 +1,292 @@
+"""The Lookahead state of the TF backends and the ops that take and sync it.
+
+The rule itself (Algorithm 1 and the optimizer-state options) is ``rule.tf_rule``;
+this module decides when it runs and on which weights. Only the weights the
+training step trains are synced: a frozen weight is never written.
+A weight takes its slow copy at the first step that trains it (also one created by
+the first call of a model that had no weights at inject), and again only at the
+first step that trains it after a ``compile()`` that found it frozen; the others
+keep theirs and the step count. A step that leaves a weight out (a loop of the
+user's own that drops the weights without a gradient) neither writes it nor
+forgets its slow copy.
+
+The ops here use only public TensorFlow API and work in a TF1 graph, in a
+``tf.function`` and eagerly. Each backend decides where they go (inside the
+rebuilt graph train function, or inside the optimizer's apply step), how the
+variables are created and how values are read and written now; nothing here
+knows which TF version runs.
+"""
+
+import tensorflow as tf
+
+from ...rule import KEEP, PULLBACK, tf_rule
+from . import horovod, lookahead_state, optimizer_slots
+
+
+class LookaheadVariables(lookahead_state.LookaheadState):
+    """One model's Lookahead state on TF: a slow copy per trained weight and a step counter.
+
+    ``step`` counts fast steps taken since inject (not ``optimizer.iterations``,
+    which a resumed run or a shared optimizer would shift). ``store`` is the
+    backend's vocabulary: ``make_slow(weight)`` creates a zero variable like
+    ``weight``, ``tf_variable(weight)`` is the TF variable behind what the
+    optimizer is handed, ``read`` / ``write`` move values now (not in a step),
+    ``run(key, build)`` runs the ops ``build()`` makes, now (``make_flag()``: eagerly only).
+    The graph family's store is ``graph._train_function.GraphStore``, the hook family's
+    ``tf_hook._optimizer_hook.EagerStore``.
+    ``optimizer_state`` is what a sync does to the optimizer's own state
+    (``optimizer_slots``); for "pullback" each weight also gets a momentum copy,
+    made with its slow copy (``store.make_slow(weight, kind="momentum")``).
+    """
+
+    def __init__(self, step, k, alpha, store, optimizer_state=KEEP):
+        self.step, self.k, self.alpha, self.store = step, k, alpha, store
+        self.optimizer_state = optimizer_state
+        self._slow = {}        # id(weight) -> (weight, its slow copy, its momentum copy or None)
+        self._current = {}     # id(weight) -> weight, for the weights whose slow copy is current
+        #: The weights a sync (``la.sync()``) pulls: those the last step built trains, in
+        #: its order, or since a later ``compile()`` its trainable weights with current copies.
+        self.trained = []
+        self._join = None      # (ids of a step's weights, (fast, slow) pairs joining, flag)
+        #: Whether the optimizer is Horovod's (set by the backend): see ``_take_slow_ops``.
+        self.horovod = False
+
+    @property
+    def slow(self):
+        """Every slow copy made so far (for checks across replicas)."""
+        return [slow for _, slow, _ in self._slow.values()]
+
+    def slow_for(self, weight):
+        """The slow copy of ``weight``, created (zeros) the first time it is asked for."""
+        return self._entry(weight)[1]
+
+    def momentum_for(self, weight):
+        """The momentum copy of ``weight`` (optimizer_state="pullback"; zeros until
+        its first sync), made with its slow copy."""
+        return self._entry(weight)[2]
+
+    def _entry(self, weight):
+        entry = self._slow.get(id(weight))
+        if entry is None:
+            momentum = (self.store.make_slow(weight, kind="momentum")
+                        if self.optimizer_state == PULLBACK else None)
+            entry = self._slow[id(weight)] = (weight, self.store.make_slow(weight), momentum)
+        return entry
+
+    def taken(self):
+        """The weights whose slow copies are taken that training trains (what
+        ``Lookahead.sync()`` pulls and ``get_state()`` reads)."""
+        return list(self.trained)
+
+    def compiled(self, trainable):
+        """A ``compile()`` made ``trainable`` the trainable weights: the weights it found
+        frozen take new slow copies at the next step that trains them."""
+        ids = set(id(w) for w in trainable)
+        self._current = {i: w for i, w in self._current.items() if i in ids}
+        self.trained = [w for w in trainable if id(w) in self._current]
+        self._join = None
+
+    def prepare(self, weights):
+        """Called where a training step of ``weights`` is built, before it first runs;
+        returns the weights that join (no current slow copy: never trained, or frozen
+        at a ``compile()`` since), once: their slow copies are made here, to be filled
+        by the caller (``take_slow`` now, or the step: ``join_op``).
+        """
+        weights = list(weights)
+        joining = lookahead_state.joining(self._current.values(), weights)
+        for weight in joining:
+            self.slow_for(weight)
+            self._current[id(weight)] = weight
+        self.trained = weights
+        return joining
+
+    def take_slow(self, weights):
+        """``slow <- fast`` for ``weights``, now."""
+        if weights:
+            slow = [self.slow_for(w) for w in weights]
+            self.store.write(slow, self.store.read(weights))
+            if self.horovod:
+                self.store.run(("horovod",) + tuple(id(s) for s in slow),
+                               lambda: _grouped(horovod.share_start(slow)))
+
+    def mark_trained(self, weights):
+        """``weights`` hold valid slow copies (set from outside): do not take them again."""
+        for weight in weights:
+            self.slow_for(weight)
+        self._current = {id(w): w for w in weights}
+        self.trained, self._join = list(weights), None
+
+    def read(self, variables):
+        return self.store.read(variables)
+
+    def write(self, variables, values):
+        self.store.write(variables, values)
+
+    def sync_now(self):
+        """``pull_together`` (the in-step sync's rule without the optimizer state's), now."""
+        trained = self.trained
+        pairs = self.pairs(trained)
+        self.store.run(("sync",) + tuple(id(w) for w in trained),
+                       lambda: pull_together(pairs, self.alpha))
+
+    def pairs(self, weights):
+        """(fast TF variable, slow copy) for each of ``weights``."""
+        return [(self.store.tf_variable(w), self.slow_for(w)) for w in weights]
+
+    def start_op(self, weights):
+        """Before a fast step: ``slow <- fast`` if no step was taken yet (state reset to 0),
+        for ``weights`` and every other weight with a current slow copy: one that the
+        first step leaves out still holds, at the first step that trains it, the value
+        it has now."""
+        ids = set(id(w) for w in weights)
+        pairs = self.pairs(list(weights) + [w for i, w in self._current.items() if i not in ids])
+
+        def take():
+            return self._take_slow_ops(pairs)
+
+        def start():
+            return _run_if(tf.equal(self.step.read_value(), 0), take, refs=_has_refs(pairs))
+        return once_for_all_replicas(start)
+
+    def join_op(self, weights):
+        """In a traced (or eager) step of ``weights``: ``slow <- fast`` for the weights
+        that join, at the step's first run only (a one-time flag).
+
+        In the step, not at trace time: a weight the traced step creates itself
+        (Keras 3 building a model in its first step) has no value before it runs.
+        Every trace of one step gets the same join: ``tf.function`` traces a step
+        that creates variables (optimizer slots, the flag) twice and runs the second.
+        Eagerly this runs at every step: the join is decided again only when the
+        step's weights differ from the last step's (or a ``compile()`` came between).
+        """
+        def join():
+            key = tuple(id(w) for w in weights)
+            if self._join is None or self._join[0] != key:
+                joining = self.prepare(weights)
+                self._join = (key, self.pairs(joining), self.store.make_flag() if joining else None)
+            _, pairs, pending = self._join
+            if pending is None:
+                return _nothing()
+
+            def take():
+                return self._take_slow_ops(pairs, [pending.assign(False)])
+            return _run_if(pending.read_value(), take)
+        return once_for_all_replicas(join)
+
+    def _take_slow_ops(self, pairs, also=()):
+        """The ops ``slow <- fast`` for ``pairs`` (and ``also``), in a step."""
+        copies = [s.assign(f) for f, s in pairs] + list(also)
+        # --- Horovod (common/horovod.py) -----------------------------------
+        # Each rank copied its own fast weights, which Horovod's broadcast replaces
+        # with rank 0's only later and never the slow copies: every rank takes
+        # rank 0's slow weights here, in the same step, so all ranks train one Lookahead.
+        if self.horovod:
+            copies += horovod.share_start([s for _, s in pairs], after=copies)
+        # -----------------------------------------------------------------------
+        return _grouped(copies)
+
+    def sync_op(self, weights, after=(), applied=None, optimizer=None):
+        """After a fast step of ``weights``: count it, and on every k-th step pull
+        fast and slow together (and treat ``optimizer``'s state of ``weights`` as
+        ``optimizer_state`` says).
+
+        ``after`` are the ops of the fast step (graph mode); inside a
+        ``tf.function`` or eagerly, program order already sequences the ops.
+        ``applied`` (a bool tensor) says whether the call updated the weights at
+        all; an optimizer that accumulates gradients updates them only on some
+        calls, and only those are Lookahead steps.
+        """
+        pairs = self.pairs(weights)
+        momentum = ([self.momentum_for(w) for w in weights]
+                    if self.optimizer_state == PULLBACK else ())
+
+        def sync():
+            # Built inside the branch, so steps that do not sync run none of it; the
+            # optimizer's slots are not the weights, so the two need no order.
+            also = optimizer_slots.sync_ops(self.optimizer_state, optimizer, weights,
+                                             self.alpha, momentum)
+            return pull_together(pairs, self.alpha, also)
+
+        def count_and_sync():
+            step = tf_rule.updated(self.step.assign_add(1), self.step)
+            # The phase in the cycle is the branch index: 0 syncs, any other does nothing.
+            phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
+            if _has_refs(pairs):
+                return _run_if(tf.equal(phase, 0), sync, refs=True)
+            return tf.switch_case(phase, [sync], default=_nothing)
+
+        def count_and_sync_if_applied():
+            # Decided in cross-replica context like the sync itself: a cond whose
+            # branch calls merge_call is not allowed in a replica context.
+            return count_and_sync() if applied is None else _run_if(applied, count_and_sync)
+        with tf.control_dependencies(list(after)):
+            return once_for_all_replicas(count_and_sync_if_applied)
+
+
+def pull_together(pairs, alpha, also=()):
+    """``tf_rule.pull`` on the (fast, slow) pairs, after the ops ``also`` (the optimizer
+    state's at an in-step sync), as one "it ran" tensor. The in-step sync and
+    ``Lookahead.sync()`` both run this."""
+    pulled = tf_rule.pull([fast for fast, _ in pairs], [slow for _, slow in pairs], alpha)
+    return _grouped(list(also) + pulled)
+
+
+def slow_name(weight, kind="slow"):
+    """A variable name for the slow (or ``kind="momentum"``: momentum) copy of
+    ``weight`` ("dense/kernel:0" -> "lookahead_slow_dense_kernel")."""
+    return "lookahead_{}_{}".format(kind, weight.name.split(":")[0].replace("/", "_"))
+
+
+def once_for_all_replicas(fn):
+    """Run ``fn`` once, in cross-replica context when under a tf.distribute strategy.
+
+    The optimizer hook runs in each replica's context. There, a cond whose branch
+    writes mirrored variables is not allowed, and each replica would write only
+    its own copy. In cross-replica context (``merge_call``), reading a mirrored
+    variable gives its value and assigning it writes every replica's copy with
+    that same value, so replicas never drift apart.
+    """
+    if tf_rule.has_strategy() and not tf.distribute.in_cross_replica_context():
+        return tf.distribute.get_replica_context().merge_call(lambda strategy: fn())
+    return fn()
+
+
+def _has_refs(pairs):
+    """Whether any of the variables is a TF1 ref variable (standalone Keras 2.2 makes them)."""
+    return any(_is_ref(v) for pair in pairs for v in pair)
+
+
+def _is_ref(variable):
+    # A TF1 ref variable's dtype is the "_ref" twin of its base dtype (as_dtype: a
+    # Keras 3 variable's dtype is a string).
+    dtype = tf.as_dtype(variable.dtype)
+    return dtype != dtype.base_dtype
+
+
+def _run_if(predicate, then, refs=False):
+    """Run ``then()`` when ``predicate`` holds; a bool tensor says whether it ran.
+
+    tf.switch_case (public since TF 1.14) builds the functional Case op even in a
+    TF 1 graph. tf.cond there builds v1 control flow, a Switch per captured
+    variable that executes, dead, on every step, a cost the functional op does not
+    have (benchmarks/RESULTS.md, "Design notes from measurements"). Eagerly it just
+    calls the chosen branch.
+
+    With ``refs`` (TF1 ref variables, which standalone Keras 2.2 makes) the
+    functional op cannot capture the variables (TypeError from the branch's
+    Assign); v1 tf.cond can, at the cost above.
+    """
+    if refs:
+        return tf.compat.v1.cond(predicate, then, _nothing)
+    return tf.switch_case(tf.cast(predicate, tf.int32), [_nothing, then])
+
+
+def _grouped(ops):
+    # Both branches return a bool "did it run" tensor of one structure; the
+    # update ops run as its control dependencies.
+    with tf.control_dependencies(ops):
+        return tf.constant(True)
+
+
+def _nothing():
+    return tf.constant(False)
