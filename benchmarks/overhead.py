@@ -77,12 +77,6 @@ def parse():
     parser.add_argument("--label", default=None,
                         help="appended to the section's title, e.g. the code measured when it "
                              "is not the checkout's (before / after a change)")
-    parser.add_argument("--experiment", choices=("unlowered-case",), default=None,
-                        help="unlowered-case: a local experiment, not the library's code: every "
-                             "Case op tf.switch_case builds (the library's guards) keeps "
-                             "_lower_using_switch_merge=False, so TF runs it as a function call "
-                             "instead of lowering it to a Switch per captured input and both "
-                             "branches' ops (executed dead on every step)")
     parser.add_argument("--out", default=None,
                         help="write this run's section into that markdown file (replacing the "
                              "section of the same TF / mode)")
@@ -122,21 +116,6 @@ if NATIVE == "torch":
     MODELS.update({"resnet50": MODELS["resnet50"][:2] + (3,), "bert": MODELS["bert"][:2] + (5,),
                    "dense82": MODELS["dense82"][:2] + (8,)})
 STRATEGY = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if ARGS.strategy else None
-
-if ARGS.experiment == "unlowered-case":
-    def _unlowered_switch_case(switch_case):
-        from tensorflow.core.framework import attr_value_pb2
-
-        def unlowered(branch_index, branch_fns, default=None, name="switch_case"):
-            graph = None if tf.executing_eagerly() else tf.compat.v1.get_default_graph()
-            before = len(graph.get_operations()) if graph is not None else 0
-            out = switch_case(branch_index, branch_fns, default=default, name=name)
-            for op in graph.get_operations()[before:] if graph is not None else ():
-                if op.type in ("Case", "StatelessCase"):
-                    op._set_attr("_lower_using_switch_merge", attr_value_pb2.AttrValue(b=False))
-            return out
-        return unlowered
-    tf.switch_case = _unlowered_switch_case(tf.switch_case)
 
 import lookahead_inject  # noqa: E402
 if GRAPH:
@@ -642,8 +621,7 @@ def write_section(path, title, text):
 
 def command_options():
     options = ""
-    for name in ("mode", "strategy", "jit_compile", "models", "skip", "rounds", "repeats",
-                 "experiment"):
+    for name in ("mode", "strategy", "jit_compile", "models", "skip", "rounds", "repeats"):
         value = getattr(ARGS, name)
         if value and not (name == "models" and value == "mlp,tiny") \
                 and not (name in ("rounds", "repeats") and value == 3):
@@ -679,8 +657,6 @@ def main():
         title += ", MirroredStrategy (2 logical CPUs)"
     if ARGS.models != "mlp,tiny":
         title += ", models " + ARGS.models
-    if ARGS.experiment:
-        title += ", experiment " + ARGS.experiment
     if ARGS.label:
         title += ", " + ARGS.label
     # Other processes share this machine: the 1-minute load average before and after says

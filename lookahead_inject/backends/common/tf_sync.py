@@ -18,6 +18,7 @@ knows which TF version runs.
 """
 
 import tensorflow as tf
+from tensorflow.core.framework import attr_value_pb2
 
 from ...rule import KEEP, PULLBACK, tf_rule
 from . import horovod, lookahead_state, optimizer_slots
@@ -145,7 +146,8 @@ class LookaheadVariables(lookahead_state.LookaheadState):
             return self._take_slow_ops(pairs)
 
         def start():
-            return _run_if(tf.equal(self.step.read_value(), 0), take, refs=_has_refs(pairs))
+            return _run_if(tf.equal(self.step.read_value(), 0), take, refs=_has_refs(pairs),
+                           captures=_variables(pairs, [self.step]))
         return once_for_all_replicas(start)
 
     def join_op(self, weights):
@@ -170,7 +172,7 @@ class LookaheadVariables(lookahead_state.LookaheadState):
 
             def take():
                 return self._take_slow_ops(pairs, [pending.assign(False)])
-            return _run_if(pending.read_value(), take)
+            return _run_if(pending.read_value(), take, captures=_variables(pairs, [pending]))
         return once_for_all_replicas(join)
 
     def _take_slow_ops(self, pairs, also=()):
@@ -199,6 +201,7 @@ class LookaheadVariables(lookahead_state.LookaheadState):
         pairs = self.pairs(weights)
         momentum = ([self.momentum_for(w) for w in weights]
                     if self.optimizer_state == PULLBACK else ())
+        captures = _variables(pairs, list(momentum) + [self.step])
 
         def sync():
             # Built inside the branch, so steps that do not sync run none of it; the
@@ -213,12 +216,13 @@ class LookaheadVariables(lookahead_state.LookaheadState):
             phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
             if _has_refs(pairs):
                 return _run_if(tf.equal(phase, 0), sync, refs=True)
-            return tf.switch_case(phase, [sync], default=_nothing)
+            return _switch_case(phase, [sync], default=_nothing, captures=captures)
 
         def count_and_sync_if_applied():
             # Decided in cross-replica context like the sync itself: a cond whose
             # branch calls merge_call is not allowed in a replica context.
-            return count_and_sync() if applied is None else _run_if(applied, count_and_sync)
+            return (count_and_sync() if applied is None
+                    else _run_if(applied, count_and_sync, captures=captures))
         with tf.control_dependencies(list(after)):
             return once_for_all_replicas(count_and_sync_if_applied)
 
@@ -263,7 +267,11 @@ def _is_ref(variable):
     return dtype != dtype.base_dtype
 
 
-def _run_if(predicate, then, refs=False):
+def _variables(pairs, others=()):
+    return [v for pair in pairs for v in pair] + list(others)
+
+
+def _run_if(predicate, then, refs=False, captures=()):
     """Run ``then()`` when ``predicate`` holds; a bool tensor says whether it ran.
 
     tf.switch_case (public since TF 1.14) builds the functional Case op even in a
@@ -274,11 +282,44 @@ def _run_if(predicate, then, refs=False):
 
     With ``refs`` (TF1 ref variables, which standalone Keras 2.2 makes) the
     functional op cannot capture the variables (TypeError from the branch's
-    Assign); v1 tf.cond can, at the cost above.
+    Assign); v1 tf.cond can, at the cost above. ``captures``: the variables ``then``
+    uses (see ``_switch_case``).
     """
     if refs:
         return tf.compat.v1.cond(predicate, then, _nothing)
-    return tf.switch_case(tf.cast(predicate, tf.int32), [_nothing, then])
+    return _switch_case(tf.cast(predicate, tf.int32), [_nothing, then], captures=captures)
+
+
+def _switch_case(index, branches, default=None, captures=()):
+    """tf.switch_case, kept a function call when the graph runs (issue #22).
+
+    TF >= 2.0 graph optimization lowers a functional Case op to a Switch per input with
+    every branch's ops inlined, and those run dead on every step that takes no branch:
+    ~15 nodes per weight at a step that does not sync (tests/test_step_structure.py).
+    The op's ``_lower_using_switch_merge`` attribute (the switch TF's lowering pass
+    reads) keeps the Case a call of the chosen branch only.
+
+    Only where the variables the branches use (``captures``) are on one device: an
+    unlowered Case is placed with all its resource inputs, so under a tf.distribute
+    strategy (TF 2.15: "Cannot place the graph because a reference or resource edge
+    connects colocation groups with incompatible assigned devices", MirroredStrategy on
+    two CPUs) or with weights on two devices it cannot run; lowered, each Switch goes
+    with its own variable.
+    """
+    graph = None if tf.executing_eagerly() else tf.compat.v1.get_default_graph()
+    before = len(graph.get_operations()) if graph is not None else 0
+    out = tf.switch_case(index, branches, default=default)
+    if graph is not None and _on_one_device(captures):
+        for op in graph.get_operations()[before:]:
+            if op.type in ("Case", "StatelessCase"):
+                op._set_attr("_lower_using_switch_merge", attr_value_pb2.AttrValue(b=False))
+    return out
+
+
+def _on_one_device(variables):
+    if tf_rule.has_strategy():
+        return False
+    return len(set(getattr(v, "device", "") or "" for v in variables)) <= 1
 
 
 def _grouped(ops):

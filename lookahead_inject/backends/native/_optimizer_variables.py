@@ -348,7 +348,9 @@ class NativeLookahead(lookahead_state.LookaheadState):
     def variables_in_step(self, passed=None):
         """(weights, slow, momentum copies, optimizer slots, step, pending) variables, for
         the weights ``passed`` to apply (None: all the optimizer was built on)."""
-        key = None if passed is None else tuple(id(w) for w in passed)
+        # map, not a generator: a generator is one Python call per weight on every step
+        # (issue #22, tests/test_step_structure.py counts them).
+        key = None if passed is None else tuple(map(id, passed))
         if self._in_step[0] != key or self._in_step[1] is None:
             self._in_step = (key, self._variables_in_step(
                 self.trained if passed is None else list(passed)))

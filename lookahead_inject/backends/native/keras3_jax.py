@@ -175,7 +175,14 @@ def _when(flag, run, values):
     0 or 1 trips: XLA keeps a loop's carried values in place, where a conditional's branch
     that passes the weights through copies them all (benchmarks/RESULTS.md, "Design notes
     from measurements")."""
-    def once(carry):
-        return jnp.zeros((), bool), run(carry[1])
-    return jax.lax.while_loop(lambda carry: carry[0], once,
-                              (jnp.asarray(flag, bool), values))[1]
+    try:
+        # run_eagerly (and a flag known at trace time): decided here. A while loop built
+        # outside jit from this call's fresh closures is traced and compiled again at every
+        # step (issue #22: a run_eagerly fit ran ~9x slower than plain).
+        chosen = bool(flag)
+    except jax.errors.ConcretizationTypeError:
+        def once(carry):
+            return jnp.zeros((), bool), run(carry[1])
+        return jax.lax.while_loop(lambda carry: carry[0], once,
+                                  (jnp.asarray(flag, bool), values))[1]
+    return run(values) if chosen else values
