@@ -319,7 +319,7 @@ class JaxCompiles(object):
     _listening = []
 
     def __init__(self):
-        self.count = 0
+        self.count, self.active = 0, False
         if not JaxCompiles._listening:
             import jax
             jax.monitoring.register_event_duration_secs_listener(JaxCompiles._heard)
