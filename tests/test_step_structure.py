@@ -45,7 +45,7 @@ WIDTH, BATCH = 8, 16
 K, ALPHA = 5, 0.5
 
 
-def dense_stack(depth):
+def dense_stack(depth, run_eagerly=False):
     keras = harness.keras
     if harness.KERAS_3:
         layers = [keras.Input((WIDTH,))] + [keras.layers.Dense(WIDTH) for _ in range(depth)]
@@ -53,7 +53,9 @@ def dense_stack(depth):
         layers = [keras.layers.Dense(WIDTH, input_shape=(WIDTH,))] + [
             keras.layers.Dense(WIDTH) for _ in range(depth - 1)]
     model = keras.Sequential(layers)
-    model.compile(optimizer=harness.optimizer("adam"), loss="mse")
+    # Standalone Keras 2.2's compile takes no run_eagerly.
+    model.compile(optimizer=harness.optimizer("adam"), loss="mse",
+                  **({"run_eagerly": True} if run_eagerly else {}))
     return model
 
 
@@ -62,9 +64,9 @@ def batch():
     return (rng.rand(BATCH, WIDTH).astype("float32"), rng.rand(BATCH, WIDTH).astype("float32"))
 
 
-def model(depth, injected):
+def model(depth, injected, run_eagerly=False):
     harness.fresh_session()
-    built = dense_stack(depth)
+    built = dense_stack(depth, run_eagerly)
     if injected:
         lookahead_inject.inject(built, k=K, alpha=ALPHA)
     return built
@@ -316,39 +318,36 @@ def test_a_jitted_step_that_does_not_sync_has_as_many_working_instructions_more_
 class JaxCompiles(object):
     """XLA compilations JAX reports (its monitoring events) inside the block."""
 
-    _listening = []
+    #: The counter whose block runs (JAX offers no way to remove a listener, so one
+    #: listener, registered at the first block, serves them all).
+    _counting = None
+    _listening = False
 
     def __init__(self):
-        self.count, self.active = 0, False
-        if not JaxCompiles._listening:
-            import jax
-            jax.monitoring.register_event_duration_secs_listener(JaxCompiles._heard)
-        JaxCompiles._listening[:] = [self]
+        self.count = 0
 
     @staticmethod
     def _heard(event, duration, **kwargs):
-        for counter in JaxCompiles._listening:
-            if counter.active and event == "/jax/core/compile/backend_compile_duration":
-                counter.count += 1
+        if JaxCompiles._counting is not None \
+                and event == "/jax/core/compile/backend_compile_duration":
+            JaxCompiles._counting.count += 1
 
     def __enter__(self):
-        self.active = True
+        if not JaxCompiles._listening:
+            import jax
+            jax.monitoring.register_event_duration_secs_listener(JaxCompiles._heard)
+            JaxCompiles._listening = True
+        JaxCompiles._counting = self
         return self
 
     def __exit__(self, *exc):
-        self.active = False
+        JaxCompiles._counting = None
 
 
 def jax_eager_compiles(injected):
     """Compilations in steps 8-10 of a run_eagerly model (k=5: after a sync has run once,
     two steps that do not sync and one that does)."""
-    harness.fresh_session()
-    keras = harness.keras
-    built = keras.Sequential([keras.Input((WIDTH,))]
-                             + [keras.layers.Dense(WIDTH) for _ in range(SHALLOW)])
-    built.compile(optimizer=harness.optimizer("adam"), loss="mse", run_eagerly=True)
-    if injected:
-        lookahead_inject.inject(built, k=K, alpha=ALPHA)
+    built = model(SHALLOW, injected, run_eagerly=True)
     x, y = batch()
     for _ in range(2 * K - 3):
         built.train_on_batch(x, y)
