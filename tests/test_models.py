@@ -95,3 +95,18 @@ def test_class_weight():
                                              class_weight={0: 1.0, 1: 3.0})
              for i in (0, 16, 32) * 3]
     harness.assert_matches_hand_lookahead(build, steps, k=2, alpha=0.5)
+
+
+def test_a_model_of_many_weight_tensors_matches_hand_lookahead():
+    # 13 Dense layers, 26 tensors: on JAX the slow copies of one dtype share arrays of 8
+    # weights each (keras3_jax._Jax.PACKED), so a weight's copy sits in any of 4 arrays
+    # and at any position in one; a 3-layer model has them all in the first.
+    def build():
+        model = harness.keras.Sequential(
+            [layers.Dense(6, activation="tanh", input_shape=(harness.N_IN,))]
+            + [layers.Dense(6, activation="tanh") for _ in range(11)] + [layers.Dense(1)])
+        model.compile(optimizer=harness.optimizer(harness.twin_safe("adam")), loss="mse")
+        return model
+    x, y = harness.data()
+    steps = [lambda m, b=b: m.train_on_batch(*b) for b in harness.epoch_batches(x, y, 3)]
+    harness.assert_matches_hand_lookahead(build, steps, k=4, alpha=0.5)

@@ -57,8 +57,8 @@ class NumpyHolder(object):
 
 class Segment(object):
     """One weight's slow copy inside a packed array (``PACKED`` platforms): its slice of
-    ``packed``, a variable holding the slow copies of every weight of one dtype, which
-    is ``NativeLookahead.packed[position]``."""
+    ``packed``, a variable holding the slow copies of several weights of one dtype,
+    which is ``NativeLookahead.packed[position]``."""
 
     def __init__(self, packed, position, offset, shape):
         self.packed, self.position = packed, position
@@ -89,8 +89,9 @@ class Platform(object):
     """What differs between JAX and PyTorch (``keras3_jax._Jax``, ``keras3_torch._Torch``):
     how a step chooses its branch, and how values come to the host."""
 
-    #: Whether the slow copies of all weights of one dtype share one array (``Segment``).
-    PACKED = False
+    #: How many weights' slow copies (of one dtype) share an array (``Segment``); 0: none,
+    #: each copy is a variable shaped like its weight.
+    PACKED = 0
 
     @staticmethod
     def sync_state(model):
@@ -304,13 +305,17 @@ class NativeLookahead(lookahead_state.LookaheadState):
         self.platform.written(self)
 
     def _pack(self, optimizer, weights, values):
-        """The slow copies of ``weights`` (their ``values``) in one array per dtype: every
-        array in a JAX step's state costs its dispatch (benchmarks/RESULTS.md, "Design
-        notes from measurements")."""
-        groups = {}
+        """The slow copies of ``weights`` (their ``values``) packed per dtype, at most
+        ``platform.PACKED`` to an array: every array in a JAX step's state costs its
+        dispatch, and every copy in one array costs XLA's compile of the sync more than
+        the one before (benchmarks/RESULTS.md, "Design notes from measurements")."""
+        groups, most = {}, self.platform.PACKED
         for i, weight in enumerate(weights):
             groups.setdefault(str(_dtype(weight)), []).append(i)
-        for dtype, indices in sorted(groups.items()):
+        arrays = [(dtype, indices[start:start + most])
+                  for dtype, indices in sorted(groups.items())
+                  for start in range(0, len(indices), most)]
+        for dtype, indices in arrays:
             size = sum(int(np.prod(weights[i].shape, dtype=np.int64)) for i in indices)
             array = optimizer.add_variable((size,), initializer="zeros", dtype=dtype,
                                            name="lookahead_slow_" + dtype)

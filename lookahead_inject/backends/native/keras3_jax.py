@@ -27,9 +27,10 @@ from . import _optimizer_variables
 
 class _Jax(_optimizer_variables.Platform):
 
-    #: The slow copies live in one array per dtype (``_optimizer_variables.Segment``): each
-    #: array of the jitted step's state costs its dispatch.
-    PACKED = True
+    #: The slow copies of 8 weights share an array (``_optimizer_variables.Segment``): each
+    #: array of the jitted step's state costs its dispatch, each copy in one array adds to
+    #: XLA's compile of the sync (benchmarks/jax_sync_compile.py, issue #22).
+    PACKED = 8
 
     @staticmethod
     def sync_state(model):

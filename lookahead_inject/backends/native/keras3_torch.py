@@ -20,7 +20,7 @@ from . import _optimizer_variables
 class _Torch(_optimizer_variables.Platform):
 
     #: One slow-copy variable per weight: the in-place multi-tensor sync works on them.
-    PACKED = False
+    PACKED = 0
 
     @staticmethod
     def written(lookahead):
