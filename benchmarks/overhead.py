@@ -629,9 +629,11 @@ def command_options():
     if ARGS.label:
         options += " --label '{}'".format(ARGS.label)
     if NATIVE:
-        options = "KERAS_BACKEND={} python benchmarks/overhead.py{}".format(NATIVE, options)
-        return options
-    return "python benchmarks/overhead.py" + options
+        return "KERAS_BACKEND={} python benchmarks/overhead.py{}".format(NATIVE, options)
+    # Beside Keras 3, this variable makes tf.keras the tf-keras the section's title names.
+    legacy = "TF_USE_LEGACY_KERAS={} ".format(os.environ["TF_USE_LEGACY_KERAS"]) \
+        if os.environ.get("TF_USE_LEGACY_KERAS") else ""
+    return legacy + "python benchmarks/overhead.py" + options
 
 
 def verdict(model_name, variant, ratio, first_ratio):
