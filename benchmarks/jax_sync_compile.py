@@ -4,7 +4,8 @@ Issue #22: on the 82-layer stack (164 tensors), the first step of an injected Ke
 fit took ~3x plain's, nearly all of it XLA compiling the sync: every weight's slow copy
 is a segment of one array per dtype, read with a slice and written back with a dynamic
 update slice, in a while loop of 0 or 1 trips (``NativeLookahead.pulled_packed`` inside
-``keras3_jax._when``). This times only that loop body, jitted alone, for dense82-shaped
+``keras3_jax._when``). This times only that loop, jitted alone, built from the library's
+own pieces (``Segment``, ``rule.ops_rule.pull``, ``keras3_jax._when``), for dense82-shaped
 weights ((64, 64) kernels and (64,) biases), with the slow copies packed into arrays of
 at most ``segments`` weights each: 1 is one array per weight, "all" one per dtype (the
 library's layout before the change this measured). Each layout is compiled afresh in
@@ -26,7 +27,10 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from keras import ops  # noqa: E402
+
+from lookahead_inject.backends.native import keras3_jax  # noqa: E402
+from lookahead_inject.backends.native._optimizer_variables import Segment  # noqa: E402
+from lookahead_inject.rule import ops_rule  # noqa: E402
 
 ALPHA = 0.5
 
@@ -48,20 +52,20 @@ def layout(weight_shapes, segments):
 
 
 def sync_function(weight_shapes, segments):
+    """The sync as ``NativeLookahead.pulled_packed`` writes it (each weight pulled and
+    written into its segment in turn), inside the step's 0-or-1-trip loop."""
     places, _ = layout(weight_shapes, segments)
 
-    def pulled(carry):
-        fast, packed = list(carry[0]), list(carry[1])
-        for i, (j, offset, size) in enumerate(places):
-            slow = ops.reshape(ops.slice(packed[j], (offset,), (size,)), weight_shapes[i])
-            fast[i] = slow + ALPHA * (fast[i] - slow)
-            packed[j] = ops.slice_update(packed[j], (offset,), ops.reshape(fast[i], (size,)))
+    def pulled(values):
+        fast, packed = list(values[0]), list(values[1])
+        for i, (j, offset, _) in enumerate(places):
+            segment = Segment(packed[j], j, offset, weight_shapes[i])
+            fast[i] = ops_rule.pull([fast[i]], [segment.of(packed[j])], ALPHA)[0]
+            packed[j] = segment.into(packed[j], fast[i])
         return fast, packed
 
     def step(flag, fast, packed):
-        def once(carry):
-            return jnp.zeros((), bool), pulled(carry[1])
-        return jax.lax.while_loop(lambda carry: carry[0], once, (flag, (fast, packed)))[1]
+        return keras3_jax._when(flag, pulled, (fast, packed))
     return step
 
 
@@ -81,7 +85,8 @@ def main():
     parser.add_argument("--segments", default="1,8,16,32,all")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    print("| weights | segments per array | arrays | compile s (median) | ÷ one array per weight |")
+    first = args.segments.split(",")[0]
+    print("| weights | segments per array | arrays | compile s (median) | ÷ {} per array |".format(first))
     print("|---|---|---|---|---|")
     for count in [int(n) for n in args.weights.split(",")]:
         weight_shapes = shapes(count)
