@@ -4,7 +4,13 @@
     la = lookahead_inject.inject(model, k=5, alpha=0.5)
     model.fit(x, y)
 
-Importing this package does not import TensorFlow; ``inject`` and ``detect`` do.
+Or, on Keras 3, as an optimizer (also for loops that never call ``compile``):
+
+    from lookahead_inject import LookaheadOptimizer
+    model.compile(optimizer=LookaheadOptimizer("adam", k=5, alpha=0.5), loss="mse")
+
+Importing this package does not import TensorFlow; ``inject`` and ``detect`` do, and
+``LookaheadOptimizer`` imports Keras when it is first asked for.
 """
 
 from .errors import (EstimatorNotSupportedError, InvalidArgumentError, LookaheadError,
@@ -19,3 +25,12 @@ __all__ = ["inject", "Lookahead", "detect", "of", "load_model", "LookaheadError"
            "InvalidArgumentError", "ModelNotReadyError", "StateFileError", "UnsupportedEnvironmentError",
            "EstimatorNotSupportedError", "OptimizerStateError", "NoLookaheadStateWarning",
            "__version__"]
+
+
+def __getattr__(name):
+    # LookaheadOptimizer subclasses Keras 3's Optimizer: it imports Keras (and registers
+    # the class for Keras' files) when a script first asks for it, not at import.
+    if name == "LookaheadOptimizer":
+        from .optimizer_form import lookahead_optimizer_class
+        return lookahead_optimizer_class()
+    raise AttributeError("module {!r} has no attribute {!r}".format(__name__, name))

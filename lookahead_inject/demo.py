@@ -104,8 +104,8 @@ def run(epochs=10, seeds=3, learning_rates=LEARNING_RATES, k=5, alpha=0.5, verbo
     keras, tf = _keras(found)
     if optimizer_state != "keep" or momentum:
         # Checked before the runs, so a pullback without momentum fails at once.
-        from .lookahead import _checked_optimizer_state
-        _checked_optimizer_state(optimizer_state)
+        from .arguments import checked_optimizer_state
+        checked_optimizer_state(optimizer_state)
         if optimizer_state == "pullback" and not momentum:
             from .errors import InvalidArgumentError
             raise InvalidArgumentError(

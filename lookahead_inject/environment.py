@@ -167,7 +167,7 @@ def _keras_flavour(tf):
         import tf_keras
         return KERAS_TF_KERAS, tf_keras.__version__
     import keras
-    if _is_keras_3(keras.__version__):
+    if is_keras_3(keras.__version__):
         return KERAS_3, keras.__version__
     return KERAS_2, keras.__version__
 
@@ -225,7 +225,7 @@ def model_keras(model):
     return None
 
 
-def _is_keras_3(version):
+def is_keras_3(version):
     return Version(version).major >= 3
 
 
@@ -245,7 +245,7 @@ def model_flavour(model):
         import keras
         # keras 2.x classes live in the `keras` package too (standalone 2.2 / 2.3:
         # model_keras; 2.6 - 2.15: tf.keras itself): only Keras 3 is told apart here.
-        if _is_keras_3(keras.__version__):
+        if is_keras_3(keras.__version__):
             return KERAS_3, keras.__version__
     return None
 
@@ -267,7 +267,7 @@ def both_kerases(environment):
             version = getattr(importlib.import_module(package), "__version__", None)
         except Exception:    # broken by its neighbours; inject never sees its models either
             return []
-        if not version or _is_keras_3(version) != (keras == KERAS_3):
+        if not version or is_keras_3(version) != (keras == KERAS_3):
             return []
         found.append(("import " + package, environment._replace(
             keras=keras, keras_version=version,

@@ -6,14 +6,13 @@ on a Python without TensorFlow and its numpy, to say how to install them.
 """
 
 import contextlib
-import math
-import numbers
 import weakref
 
 from . import dispatch, state
+from .arguments import checked_alpha, checked_k, checked_optimizer_state
 from .environment import detect_environment, keras_label, model_keras_module
 from .errors import InvalidArgumentError, ModelNotReadyError
-from .rule import OPTIMIZER_STATES, PULLBACK
+from .rule import PULLBACK
 
 # model -> a weak reference to its handle, for ``of(model)`` and a second ``inject``.
 # Never the handle itself: it holds the model, and a value that references its weak key
@@ -21,34 +20,6 @@ from .rule import OPTIMIZER_STATES, PULLBACK
 # handle lives as long as the model trains with it: the attachment the model's wrappers
 # hold keeps the handle's state functions (Attachment.bind).
 _INJECTED = weakref.WeakKeyDictionary()
-
-
-def _checked_k(k):
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise InvalidArgumentError(
-            "k={!r}: k is the number of fast steps between two syncs and must be "
-            "a positive int, e.g. k=5.".format(k))
-    return int(k)
-
-
-def _checked_alpha(alpha):
-    if (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
-            or math.isnan(alpha) or not 0.0 <= alpha <= 1.0):
-        raise InvalidArgumentError(
-            "alpha={!r}: alpha is the slow weights' step size and must be a number "
-            "in [0, 1], e.g. alpha=0.5 (1 keeps the fast weights, 0 resets to the "
-            "slow ones).".format(alpha))
-    return float(alpha)
-
-
-def _checked_optimizer_state(optimizer_state):
-    if optimizer_state not in OPTIMIZER_STATES:
-        raise InvalidArgumentError(
-            "optimizer_state={!r}: it says what a sync does to the optimizer's own state and "
-            "is one of 'keep' (leave it, the default), 'reset' (its per-weight slots back "
-            "to zero) or 'pullback' (SGD momentum interpolated like the weights).".format(
-                optimizer_state))
-    return optimizer_state
 
 
 def _check_compiled(model):
@@ -119,9 +90,9 @@ class Lookahead(object):
     """
 
     def __init__(self, k=5, alpha=0.5, optimizer_state="keep"):
-        self.k = _checked_k(k)
-        self.alpha = _checked_alpha(alpha)
-        self.optimizer_state = _checked_optimizer_state(optimizer_state)
+        self.k = checked_k(k)
+        self.alpha = checked_alpha(alpha)
+        self.optimizer_state = checked_optimizer_state(optimizer_state)
         self.model = None
         self.backend = None
         self._attachment = None

@@ -76,6 +76,26 @@ def test_state_of_a_mirrored_model_round_trips(tmp_path):
         assert int(copy) == 4
 
 
+@eager_only
+@pytest.mark.parametrize("api", ["fit", "train_on_batch"])
+@pytest.mark.parametrize("opt", sorted(reference.OPTIMIZERS))
+def test_mirrored_lookahead_optimizer_equals_single_device(opt, api):
+    if not harness.KERAS_3:
+        pytest.skip("{}: LookaheadOptimizer is Keras 3's".format(harness.ENVIRONMENT.describe()))
+    from lookahead_inject import LookaheadOptimizer
+    strategy = mirrored()
+    with strategy.scope():
+        model = harness.mlp(LookaheadOptimizer(harness.optimizer(opt), k=3, alpha=0.5),
+                            harness.start_weights())
+    x, y = harness.data()
+    harness.assert_trajectories_equal(harness.train(model, api, x, y), expected(opt, 3, 0.5, x, y))
+    # The state is the inner optimizer's variables: one value on both replicas.
+    for variable in list(model_variables(model)) + [v.value for v in model.optimizer.variables]:
+        copies = replica_values(variable, strategy)
+        assert len(copies) == 2
+        np.testing.assert_array_equal(copies[0], copies[1], err_msg=variable.name)
+
+
 @pytest.mark.skipif(not harness.GRAPH, reason="eager mode supports strategies (tests above)")
 def test_graph_mode_refuses_a_strategy():
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])

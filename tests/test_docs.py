@@ -32,6 +32,8 @@ eager_or_tf1 = pytest.mark.skipif(
 
 LEGACY = "# legacy:"
 NATIVE = "# Keras 3 on JAX or PyTorch:"
+#: Blocks of LookaheadOptimizer, a Keras 3 class: they run on Keras 3's every backend.
+KERAS3 = "# Keras 3:"
 
 
 def read(path):
@@ -59,15 +61,16 @@ def page(name):
     return os.path.join(DOCS, name + ".md")
 
 
-def readme_blocks(language, legacy=False, native=False):
+def readme_blocks(language, legacy=False, native=False, keras3=False):
     """The ``language`` blocks of README and its docs pages, in pages() order; the python
     ones for standalone Keras (first line "# legacy: ...") only with ``legacy``, those for
-    Keras 3 on JAX / PyTorch (first line NATIVE) only with ``native``, all others only
-    without."""
+    Keras 3 on JAX / PyTorch (first line NATIVE) only with ``native``, those for Keras 3 on
+    any backend (first line KERAS3) only with ``keras3``, all others only without."""
     blocks = [block for path in pages()
               for block in re.findall(r"```{}\n(.*?)```".format(language), read(path), re.S)]
     return [b for b in blocks
-            if b.startswith(LEGACY) == legacy and b.startswith(NATIVE) == native]
+            if b.startswith(LEGACY) == legacy and b.startswith(NATIVE) == native
+            and b.startswith(KERAS3) == keras3]
 
 
 def test_readme_links_every_docs_page_and_each_links_back():
@@ -117,6 +120,24 @@ def test_readme_native_block_runs(tmp_path):
                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:]
     assert "NATIVE BLOCK OK " + harness.ENVIRONMENT.keras_backend in out.stdout
+
+
+def test_keras3_optimizer_blocks_run(tmp_path):
+    # README's "Coming from tfa.optimizers.Lookahead" and docs/lookahead-optimizer.md's.
+    if not harness.KERAS_3:
+        pytest.skip("{}: the LookaheadOptimizer blocks are Keras 3's (the Keras 3 envs on "
+                    "TensorFlow, JAX and PyTorch run them)".format(harness.ENVIRONMENT.describe()))
+    blocks = readme_blocks("python", keras3=True)
+    assert len(blocks) == 2
+    script = tmp_path / "keras3_blocks.py"
+    script.write_text("\n".join(blocks) + "\nassert (optimizer.k, optimizer.alpha) == (6, 0.5)\n"
+                      "assert restored.optimizer.get_config()['k'] == 5\n"
+                      "print('KERAS 3 BLOCKS OK', keras.backend.backend())\n")
+    out = subprocess.run([sys.executable, str(script)], cwd=str(tmp_path), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True, timeout=600,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "KERAS 3 BLOCKS OK" in out.stdout
 
 
 @pytest.mark.skipif(harness.GRAPH, reason="graph mode (TF 1.x; TF 2.x with eager disabled): the "

@@ -223,3 +223,17 @@ def test_a_failure_inside_inject_leaves_the_model_as_it_was(monkeypatch, module,
     assert (attributes(model), attributes(optimizer), model.compile) == before
     assert model.optimizer is optimizer
     assert_still_plain(model)
+
+
+def test_lookahead_optimizer_on_a_keras_that_is_not_keras_3_names_inject():
+    try:
+        import keras
+        installed = keras.__version__
+    except ImportError:
+        installed = None
+    if installed is not None and env.is_keras_3(installed):
+        pytest.skip("`import keras` is Keras {} here: LookaheadOptimizer is its optimizer "
+                    "(tests/test_lookahead_optimizer.py)".format(installed))
+    with pytest.raises(UnsupportedEnvironmentError,
+                       match=r"Keras 3 optimizer.*lookahead_inject\.inject\(model"):
+        lookahead_inject.LookaheadOptimizer

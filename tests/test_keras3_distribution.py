@@ -27,13 +27,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 K, ALPHA, SYNC_AFTER = 3, 0.5, (4,)
 
 
-def run(mode, folder):
+def run(mode, folder, form="inject"):
     env = dict(os.environ, KERAS_BACKEND="jax",
                XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") +
                           " --xla_force_host_platform_device_count=2").strip())
     subprocess.run([sys.executable, os.path.join(WORKERS, "keras3_distribution_worker.py"), mode,
-                    str(folder)], cwd=HERE, env=env, check=True, timeout=600)
-    with np.load(str(folder / (mode + ".npz"))) as saved:
+                    str(folder), form], cwd=HERE, env=env, check=True, timeout=600)
+    name = mode + ("" if form == "inject" else "-optimizer") + ".npz"
+    with np.load(str(folder / name)) as saved:
         return {key: saved[key] for key in saved.files}
 
 
@@ -56,4 +57,16 @@ def test_data_parallel_over_two_devices_trains_as_one_device_and_numpy(tmp_path)
     np.testing.assert_allclose(parallel["fast"], [flat(fast) for fast, _ in want],
                                rtol=0, atol=1e-5)
     np.testing.assert_allclose(parallel["slow"], [flat(slow) for _, slow in want],
+                               rtol=0, atol=1e-5)
+
+
+def test_lookahead_optimizer_under_data_parallel_trains_as_one_device_and_numpy(tmp_path):
+    # LookaheadOptimizer's state is the inner optimizer's variables: laid out the same way.
+    parallel = run("data_parallel", tmp_path, "optimizer")
+    single = run("single", tmp_path, "optimizer")
+    assert int(parallel["devices"]) == 2
+    assert int(parallel["slow_variables"]) == 1 and parallel["everywhere"].all()
+    np.testing.assert_allclose(parallel["fast"], single["fast"], rtol=0, atol=1e-5)
+    want = support.expected_with_slow("adam", K, ALPHA, support.epoch_batches(*support.data()))
+    np.testing.assert_allclose(parallel["fast"], [flat(fast) for fast, _ in want],
                                rtol=0, atol=1e-5)

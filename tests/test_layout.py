@@ -71,7 +71,8 @@ def tensorflow_modules(modules):
 
 
 def test_the_keras3_jax_and_pytorch_backends_import_no_tensorflow_when_loaded():
-    for name in ("native.keras3_jax", "native.keras3_torch"):
+    # LookaheadOptimizer's module too: it imports its TensorFlow step only on that backend.
+    for name in ("native.keras3_jax", "native.keras3_torch", "native.lookahead_optimizer"):
         loaded = loaded_with("lookahead_inject.backends." + name)
         assert tensorflow_modules(loaded) == [], name
     # The walk sees TensorFlow where it is: Keras 3 on TF reaches it through tf_sync.

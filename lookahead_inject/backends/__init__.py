@@ -6,14 +6,17 @@
 - ``tf_hook/``: TF 2 eager (Keras 2 behind tf.keras, tf-keras) and Keras 3 on TensorFlow.
   The optimizer's update method carries the Lookahead ops (``tf_hook._optimizer_hook``).
 - ``native/``: Keras 3 on JAX and PyTorch, without TensorFlow. The Lookahead state lives
-  in the optimizer's own variables (``native._optimizer_variables``).
+  in the optimizer's own variables (``native._optimizer_variables``). ``LookaheadOptimizer``
+  (``native.lookahead_optimizer``, not a dispatch row) is that state and step as a Keras 3
+  optimizer, on JAX, PyTorch and TensorFlow (``native.keras3_tensorflow``, whose branches
+  are ``common.tf_sync``'s and which only that backend imports).
 - ``common/``: what the families share: the ``Attachment`` every ``attach`` returns and
   its undo (``attachment``), the walk down an optimizer's wrappers
   (``optimizer_chain``), the optimizer-state options (``optimizer_slots``), the state in
   Keras' own files (``h5_files``, ``keras3_files``), Horovod, ``model_to_estimator``;
   and, for the two TF families only, the TF state and its ops (``tf_sync``) and its place
-  in TF checkpoints (``tf_checkpoint``). The ``native`` family imports no module whose
-  name starts with ``tf_``, so it never imports TensorFlow.
+  in TF checkpoints (``tf_checkpoint``). The ``native`` family's modules for JAX and
+  PyTorch import no module whose name starts with ``tf_``, so they never import TensorFlow.
 
 Every backend module has one ``BACKEND``: the ``Backend`` record dispatch reads.
 """

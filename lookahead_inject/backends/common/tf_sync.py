@@ -227,6 +227,14 @@ class LookaheadVariables(lookahead_state.LookaheadState):
             return once_for_all_replicas(count_and_sync_if_applied)
 
 
+def run_if(predicate, then, captures):
+    """Run ``then()`` (it builds the ops and returns a bool tensor) when the bool tensor
+    ``predicate`` holds, built as the sync's branches are (``_run_if``); ``captures``
+    are the variables ``then`` uses. For resource variables (Keras 3 on TensorFlow's
+    ``LookaheadOptimizer``: ``native.keras3_tensorflow``)."""
+    return _run_if(predicate, then, captures=captures)
+
+
 def pull_together(pairs, alpha, also=()):
     """``tf_rule.pull`` on the (fast, slow) pairs, after the ops ``also`` (the optimizer
     state's at an in-step sync), as one "it ran" tensor. The in-step sync and
@@ -298,7 +306,9 @@ def _switch_case(index, branches, default=None, captures=()):
     step that takes no branch: ~11 (session) to ~15 (tf.function) nodes per weight at a
     step that does not sync (tests/test_step_structure.py).
     The op's ``_lower_using_switch_merge`` attribute (the switch TF's lowering pass
-    reads) keeps the Case a call of the chosen branch only.
+    reads) keeps the Case a call of the chosen branch only. In a ``tf.function`` it
+    also runs faster so (TF 2.15 and tf-keras on TF 2.21, 82 Dense layers:
+    benchmarks/case_lowering.py, benchmarks/RESULTS.md).
 
     Only where the variables the branches use (``captures``) are on one device: an
     unlowered Case is placed with all its resource inputs, so under a tf.distribute

@@ -7,11 +7,12 @@ them back only when asked (``jax_state_sync``). A variable outside that state wo
 be read once at trace time and its updates dropped. So the slow weights, the step
 counter and the "pending" flags are variables of the optimizer that takes the step
 (the inner one of a LossScaleOptimizer), added with ``add_variable_from_reference``
-/ ``add_variable`` when it is built (on JAX the slow copies of all weights of one
-dtype share one array, ``Segment``: each array of the step's state costs dispatch),
+/ ``add_variable`` when it is built (on JAX the slow copies of up to 8 weights of one
+dtype share an array, ``Segment``: each array of the step's state costs dispatch),
 and every training path (fit, train_on_batch, a custom ``train_step`` calling
 ``apply`` or ``stateless_apply``) goes through its ``apply``, which this module
-wraps. PyTorch's variables are stateful, but the same place works there and keeps
+wraps (``inject``), or which ``LookaheadOptimizer`` is (``lookahead_optimizer``: the
+same state and step, in an optimizer of its own). PyTorch's variables are stateful, but the same place works there and keeps
 one design.
 
 The optimizer's file sections (``.keras``, ``.weights.h5``) leave these variables

@@ -1,0 +1,88 @@
+"""Keras 3 with the TensorFlow backend, for ``LookaheadOptimizer`` (``inject`` on Keras 3 /
+TensorFlow hooks the optimizer with TF ops instead: ``tf_hook.keras3_tf``).
+
+The optimizer form keeps its state in the optimizer's variables, as on JAX and PyTorch,
+so Keras' own files carry it with the optimizer that names it. Keras traces the step
+into a ``tf.function`` (or runs it eagerly: ``run_eagerly``, or a loop of the user's
+own); the start and the sync are branches that write the variables, built as the TF
+backends build theirs (``common.tf_sync.run_if``: a Case op kept unlowered where it can
+be), so a step that takes neither writes no weight and no slow copy. Under a
+tf.distribute strategy they run once, in cross-replica context, like the TF backends'.
+"""
+
+import numpy as np
+from keras import ops
+
+from ...rule import ops_rule
+from ..common.tf_sync import once_for_all_replicas, run_if
+from . import _optimizer_variables
+
+
+class _TensorFlow(_optimizer_variables.Platform):
+
+    #: One slow-copy variable per weight: each is written in its branch, in place.
+    PACKED = 0
+
+    @staticmethod
+    def to_numpy(value):
+        return np.array(ops.convert_to_numpy(value))
+
+    @staticmethod
+    def step(lookahead, optimizer, original_apply, grads, trainable_variables):
+        weights, slow, momentum, slots, step, pending = lookahead.variables_in_step(
+            None if trainable_variables is None else list(trainable_variables))
+        tf_variables = [v.value for v in weights + slow + list(momentum) + list(slots)]
+        positions = lookahead.positions(weights)
+        in_step = np.zeros(len(lookahead.trained), np.int32)
+        in_step[positions] = 1
+
+        def start():
+            count = ops.convert_to_tensor(step.value)
+            waiting = ops.where(ops.equal(count, 0), ops.ones_like(pending.value),
+                                pending.value)
+            taking = ops.take(waiting, positions)
+
+            def take():
+                # A start copies the weights as they are before this step's update.
+                for flag, weight, copy in zip(ops.unstack(taking, len(weights)), weights, slow):
+                    copy.assign(ops.where(ops.greater(flag, 0), weight.value, copy.value))
+                return _ran()
+
+            run_if(ops.any(ops.greater(taking, 0)), take, tf_variables)
+            pending.assign(waiting * (1 - in_step))
+            return count
+
+        count = once_for_all_replicas(start)
+        counted = optimizer.gradient_accumulation_steps
+        updates_before = ops.convert_to_tensor(optimizer.iterations) if counted else None
+        result = original_apply(grads, trainable_variables)
+
+        def count_and_sync():
+            # With gradient_accumulation_steps, a call that only accumulates leaves
+            # `iterations` (updates, not calls) unchanged: not a Lookahead step.
+            applied = (ops.cast(ops.not_equal(optimizer.iterations, updates_before), "int32")
+                       if counted else ops.ones((), "int32"))
+
+            def pull_together():
+                pulled = ops_rule.pull([w.value for w in weights], [s.value for s in slow],
+                                       lookahead.alpha)
+                momentum_values, slot_values = lookahead.synced_slots(
+                    [v.value for v in momentum], [v.value for v in slots])
+                for variables, values in ((weights, pulled), (slow, pulled),
+                                          (momentum, momentum_values), (slots, slot_values)):
+                    for variable, value in zip(variables, values):
+                        variable.assign(value)
+                return _ran()
+
+            run_if(ops.logical_and(ops.equal(applied, 1),
+                                   ops.equal(ops.mod(count + 1, lookahead.k), 0)),
+                   pull_together, tf_variables)
+            step.assign(count + applied)
+            return _ran()
+
+        once_for_all_replicas(count_and_sync)
+        return result
+
+
+def _ran():
+    return ops.convert_to_tensor(True)
