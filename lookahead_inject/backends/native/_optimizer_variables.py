@@ -12,8 +12,8 @@ dtype share an array, ``Segment``: each array of the step's state costs dispatch
 and every training path (fit, train_on_batch, a custom ``train_step`` calling
 ``apply`` or ``stateless_apply``) goes through its ``apply``, which this module
 wraps (``inject``), or which ``LookaheadOptimizer`` is (``lookahead_optimizer``: the
-same state and step, in an optimizer of its own). PyTorch's variables are stateful, but the same place works there and keeps
-one design.
+same state and step, in an optimizer of its own). PyTorch's variables are stateful, but
+the same place works there and keeps one design.
 
 The optimizer's file sections (``.keras``, ``.weights.h5``) leave these variables
 out, so files written with and without Lookahead load into each other with the
