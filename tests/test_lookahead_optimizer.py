@@ -146,6 +146,29 @@ def test_a_weight_unfrozen_by_a_compile_takes_a_new_slow_copy_as_with_inject():
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6, err_msg="weight {}".format(i))
 
 
+def test_under_mixed_float16_keras_wraps_it_in_a_loss_scale_optimizer_and_it_trains_as_inject():
+    import keras
+    from lookahead_inject import LookaheadOptimizer, inject
+    x, y = support.data()
+    fitted = []
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        for form in ("optimizer", "inject"):
+            inner = keras.optimizers.SGD(0.1)
+            model = compiled(LookaheadOptimizer(inner, k=3, alpha=0.5) if form == "optimizer"
+                             else inner)
+            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+            if form == "inject":
+                inject(model, k=3, alpha=0.5)
+            model.fit(x, y, batch_size=support.BATCH, epochs=support.EPOCHS, shuffle=False,
+                      verbose=0)
+            fitted.append(model.get_weights())
+    finally:
+        keras.config.set_dtype_policy("float32")
+    for i, (a, b) in enumerate(zip(*fitted)):
+        np.testing.assert_array_equal(a, b, err_msg="weight {}".format(i))
+
+
 # -- loops written from scratch (keras.io, "Writing a training loop from scratch") --------
 
 def gradients(model, x, y):
