@@ -5,7 +5,7 @@ fit took ~3x plain's, nearly all of it XLA compiling the sync: every weight's sl
 is a segment of one array per dtype, read with a slice and written back with a dynamic
 update slice, in a while loop of 0 or 1 trips (``NativeLookahead.pulled_packed`` inside
 ``keras3_jax._when``). This times only that loop, jitted alone, built from the library's
-own pieces (``Segment``, ``rule.ops_rule.pull``, ``keras3_jax._when``), for dense82-shaped
+own pieces (``Segment``, ``pulled_into_segments``, ``keras3_jax._when``), for dense82-shaped
 weights ((64, 64) kernels and (64,) biases), with the slow copies packed into arrays of
 at most ``segments`` weights each: 1 is one array per weight, "all" one per dtype (the
 library's layout before the change this measured). Each layout is compiled afresh in
@@ -29,8 +29,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lookahead_inject.backends.native import keras3_jax  # noqa: E402
-from lookahead_inject.backends.native._optimizer_variables import Segment  # noqa: E402
-from lookahead_inject.rule import ops_rule  # noqa: E402
+from lookahead_inject.backends.native._optimizer_variables import (  # noqa: E402
+    Segment, pulled_into_segments)
 
 ALPHA = 0.5
 
@@ -52,17 +52,15 @@ def layout(weight_shapes, segments):
 
 
 def sync_function(weight_shapes, segments):
-    """The sync as ``NativeLookahead.pulled_packed`` writes it (each weight pulled and
-    written into its segment in turn), inside the step's 0-or-1-trip loop."""
+    """The library's sync (``pulled_into_segments``, what ``NativeLookahead.pulled_packed``
+    runs), inside the step's 0-or-1-trip loop."""
     places, _ = layout(weight_shapes, segments)
 
     def pulled(values):
-        fast, packed = list(values[0]), list(values[1])
-        for i, (j, offset, _) in enumerate(places):
-            segment = Segment(packed[j], j, offset, weight_shapes[i])
-            fast[i] = ops_rule.pull([fast[i]], [segment.of(packed[j])], ALPHA)[0]
-            packed[j] = segment.into(packed[j], fast[i])
-        return fast, packed
+        fast, packed = values
+        return pulled_into_segments(
+            [Segment(packed[j], j, offset, shape)
+             for (j, offset, _), shape in zip(places, weight_shapes)], fast, packed, ALPHA)
 
     def step(flag, fast, packed):
         return keras3_jax._when(flag, pulled, (fast, packed))

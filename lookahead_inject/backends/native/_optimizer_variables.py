@@ -180,6 +180,17 @@ class NativeLookahead(lookahead_state.LookaheadState):
         """Indices of ``weights`` (trained ones) in ``trained``."""
         return [self._position[id(w)] for w in weights]
 
+    def taking_in_step(self, weights, count):
+        """In a traced step of ``weights``, ``count`` the step count before it: per weight, 1
+        where it takes its slow copy now (pending, or no step taken yet); and the value of
+        ``pending`` after the step."""
+        waiting = ops.where(ops.equal(count, 0), ops.ones_like(self.pending.value),
+                            self.pending.value)
+        positions = self.positions(weights)
+        in_step = np.zeros(len(self.trained), np.int32)
+        in_step[positions] = 1
+        return ops.take(waiting, positions), waiting * (1 - in_step)
+
     def slow_for(self, weight):
         return self._holder(("slow", id(weight)), weight)
 
@@ -399,17 +410,35 @@ class NativeLookahead(lookahead_state.LookaheadState):
         return list(momentum), list(slots)
 
     def pulled_packed(self, weights, fast, packed_values):
-        """(fast, packed values) after a sync of ``weights``, their slow copies
-        packed: each weight is pulled and written into its segment in turn, which XLA
-        does in place (reading every segment before writing any copies the packed
-        arrays: benchmarks/RESULTS.md, "Design notes from measurements")."""
-        fast, packed_values = list(fast), list(packed_values)
-        for i, weight in enumerate(weights):
-            segment = self.slow_for(weight)
-            j = segment.position
-            fast[i] = ops_rule.pull([fast[i]], [segment.of(packed_values[j])], self.alpha)[0]
-            packed_values[j] = segment.into(packed_values[j], fast[i])
-        return fast, packed_values
+        """(fast, packed values) after a sync of ``weights``, their slow copies packed
+        (``pulled_into_segments``)."""
+        return pulled_into_segments([self.slow_for(w) for w in weights], fast, packed_values,
+                                    self.alpha)
+
+
+def pulled_into_segments(segments, fast, packed_values, alpha):
+    """(fast, packed values) after a sync of the weights whose values are ``fast`` and
+    whose slow copies are ``segments`` of ``packed_values``: each weight is pulled and
+    written into its segment in turn, which XLA does in place (reading every segment
+    before writing any copies the packed arrays: benchmarks/RESULTS.md, "Design notes
+    from measurements")."""
+    fast, packed_values = list(fast), list(packed_values)
+    for i, segment in enumerate(segments):
+        j = segment.position
+        fast[i] = ops_rule.pull([fast[i]], [segment.of(packed_values[j])], alpha)[0]
+        packed_values[j] = segment.into(packed_values[j], fast[i])
+    return fast, packed_values
+
+
+def update_applied(optimizer):
+    """Called before ``optimizer``'s apply in a traced step: a function that says after it
+    whether it updated the weights (1) or not (0). With ``gradient_accumulation_steps``
+    an apply adds the gradients up and updates the weights on every n-th call only;
+    ``iterations`` counts updates, so a call that leaves it unchanged was no step."""
+    if not optimizer.gradient_accumulation_steps:
+        return lambda: 1
+    before = ops.convert_to_tensor(optimizer.iterations)
+    return lambda: ops.cast(ops.not_equal(optimizer.iterations, before), "int32")
 
 
 def _dtype(variable):

@@ -78,13 +78,9 @@ class _Jax(_optimizer_variables.Platform):
             packed_values = [array.value for array in packed]
         else:
             packed_values = _start_in_step(lookahead, weights, count, pending)
-        counted = optimizer.gradient_accumulation_steps
-        updates_before = ops.convert_to_tensor(optimizer.iterations) if counted else None
+        applied = _optimizer_variables.update_applied(optimizer)
         result = original_apply(grads, trainable_variables)
-        # With gradient_accumulation_steps, a call that only accumulates leaves
-        # `iterations` (updates, not calls) unchanged: not a Lookahead step.
-        applied = (ops.cast(ops.not_equal(optimizer.iterations, updates_before), "int32")
-                   if counted else 1)
+        applied = applied()
         sync = ops.logical_and(ops.equal(applied, 1),
                                ops.equal(ops.mod(count + 1, lookahead.k), 0))
 
@@ -153,10 +149,7 @@ def _start_in_step(lookahead, weights, count, pending):
     packed slow values for the update, the slow copies of the pending ``weights``
     taken. A start copies the weights as they are before the update (a copy kept for
     after it could not be updated in place)."""
-    waiting = ops.where(ops.equal(count, 0), ops.ones_like(pending.value), pending.value)
-    in_step = np.zeros(len(lookahead.trained), np.int32)
-    in_step[lookahead.positions(weights)] = 1
-    taking = ops.take(waiting, lookahead.positions(weights))
+    taking, pending_after = lookahead.taking_in_step(weights, count)
     before = [w.value for w in weights]
 
     def take(packed_values):
@@ -167,7 +160,7 @@ def _start_in_step(lookahead, weights, count, pending):
 
     packed_values = _when(ops.any(ops.greater(taking, 0)), take,
                           [array.value for array in lookahead.packed])
-    pending.assign(waiting * (1 - in_step))
+    pending.assign(pending_after)
     return packed_values
 
 

@@ -32,15 +32,10 @@ class _TensorFlow(_optimizer_variables.Platform):
         weights, slow, momentum, slots, step, pending = lookahead.variables_in_step(
             None if trainable_variables is None else list(trainable_variables))
         tf_variables = [v.value for v in weights + slow + list(momentum) + list(slots)]
-        positions = lookahead.positions(weights)
-        in_step = np.zeros(len(lookahead.trained), np.int32)
-        in_step[positions] = 1
 
         def start():
             count = ops.convert_to_tensor(step.value)
-            waiting = ops.where(ops.equal(count, 0), ops.ones_like(pending.value),
-                                pending.value)
-            taking = ops.take(waiting, positions)
+            taking, pending_after = lookahead.taking_in_step(weights, count)
 
             def take():
                 # A start copies the weights as they are before this step's update.
@@ -49,19 +44,15 @@ class _TensorFlow(_optimizer_variables.Platform):
                 return _ran()
 
             run_if(ops.any(ops.greater(taking, 0)), take, tf_variables)
-            pending.assign(waiting * (1 - in_step))
+            pending.assign(pending_after)
             return count
 
         count = once_for_all_replicas(start)
-        counted = optimizer.gradient_accumulation_steps
-        updates_before = ops.convert_to_tensor(optimizer.iterations) if counted else None
+        applied_now = _optimizer_variables.update_applied(optimizer)
         result = original_apply(grads, trainable_variables)
 
         def count_and_sync():
-            # With gradient_accumulation_steps, a call that only accumulates leaves
-            # `iterations` (updates, not calls) unchanged: not a Lookahead step.
-            applied = (ops.cast(ops.not_equal(optimizer.iterations, updates_before), "int32")
-                       if counted else ops.ones((), "int32"))
+            applied = applied_now()
 
             def pull_together():
                 pulled = ops_rule.pull([w.value for w in weights], [s.value for s in slow],
