@@ -164,11 +164,12 @@ def split_cpu_in_two():
     setter(cpu, [device(), device()])
 
 
-def optimizer(name):
-    """A fresh Keras optimizer matching reference.OPTIMIZERS[name]."""
+def optimizer(name, legacy=False):
+    """A fresh Keras optimizer matching reference.OPTIMIZERS[name]; with ``legacy``, from
+    ``keras.optimizers.legacy`` where it exists (TF 2.11+; tfa's Lookahead wraps those)."""
     # TF >= 2.11 graph mode needs the legacy optimizers (the new ones have no get_updates).
     module = keras.optimizers
-    if GRAPH and hasattr(module, "legacy"):
+    if (GRAPH or legacy) and hasattr(module, "legacy"):
         module = module.legacy
     if STANDALONE:
         # Keras 2.2 knows only lr=; 2.3 takes both.

@@ -46,46 +46,62 @@ def weights_after_each_step(model, batches):
     return out
 
 
+def fit_all_epochs(model):
+    x, y = support.data()
+    model.fit(x, y, batch_size=support.BATCH, epochs=support.EPOCHS, shuffle=False, verbose=0)
+    return model.get_weights()
+
+
+def the_optimizer_and_inject(inner, train, k=3, alpha=0.5, run="compiled", **arguments):
+    """What ``train(model)`` returns for a model compiled with ``LookaheadOptimizer(inner(),
+    k, alpha, **arguments)``, and for one compiled with ``inner()`` and injected alike."""
+    from lookahead_inject import LookaheadOptimizer, inject
+    out = []
+    for form in ("optimizer", "inject"):
+        model = compiled(LookaheadOptimizer(inner(), k=k, alpha=alpha, **arguments)
+                         if form == "optimizer" else inner(), run)
+        if form == "inject":
+            inject(model, k=k, alpha=alpha, **arguments)
+        out.append(train(model))
+    return out
+
+
+def assert_same_bits(got, want, what):
+    for i, (a, b) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(a, b, err_msg="{}, weight {}".format(what, i))
+
+
 @pytest.mark.parametrize("run", sorted(RUNS))
 @pytest.mark.parametrize("k, alpha", K_ALPHA)
 @pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
 def test_compiled_it_trains_bit_for_bit_as_the_optimizer_compiled_and_injected(opt, k, alpha, run):
-    from lookahead_inject import inject
     batches = support.epoch_batches(*support.data())
-    got = weights_after_each_step(compiled(lookahead_optimizer(opt, k, alpha), run), batches)
-    plain = compiled(support.optimizer(opt), run)
-    inject(plain, k=k, alpha=alpha)
-    want = weights_after_each_step(plain, batches)
+    got, want = the_optimizer_and_inject(lambda: support.optimizer(opt),
+                                         lambda model: weights_after_each_step(model, batches),
+                                         k, alpha, run)
     for step, (g, w) in enumerate(zip(got, want), 1):
-        for i, (a, b) in enumerate(zip(g, w)):
-            np.testing.assert_array_equal(a, b, err_msg="step {}, weight {}".format(step, i))
+        assert_same_bits(g, w, "step {}".format(step))
     numpy_run = support.expected_with_slow(opt, k, alpha, batches)
     support.assert_close(got[-1], numpy_run[-1][0], "weights after the last step")
 
 
 @pytest.mark.parametrize("optimizer_state", ["reset", "pullback"])
 def test_each_optimizer_state_option_trains_bit_for_bit_as_with_inject(optimizer_state):
-    from lookahead_inject import inject
     batches = support.epoch_batches(*support.data())
-    got = weights_after_each_step(compiled(lookahead_optimizer(
-        "momentum", 3, 0.5, optimizer_state=optimizer_state)), batches)
-    plain = compiled(support.optimizer("momentum"))
-    inject(plain, k=3, alpha=0.5, optimizer_state=optimizer_state)
-    want = weights_after_each_step(plain, batches)
+    got, want = the_optimizer_and_inject(lambda: support.optimizer("momentum"),
+                                         lambda model: weights_after_each_step(model, batches),
+                                         optimizer_state=optimizer_state)
     for step, (g, w) in enumerate(zip(got, want), 1):
-        for i, (a, b) in enumerate(zip(g, w)):
-            np.testing.assert_array_equal(a, b, err_msg="step {}, weight {}".format(step, i))
+        assert_same_bits(g, w, "step {}".format(step))
     keep = weights_after_each_step(compiled(lookahead_optimizer("momentum", 3, 0.5)), batches)
     assert max(np.abs(a - b).max() for a, b in zip(got[-1], keep[-1])) > 1e-6
 
 
 @pytest.mark.parametrize("k, alpha", K_ALPHA)
 def test_fit_counts_one_step_per_update_across_epochs(k, alpha):
-    x, y = support.data()
-    model = compiled(lookahead_optimizer("adam", k, alpha))
-    model.fit(x, y, batch_size=support.BATCH, epochs=support.EPOCHS, shuffle=False, verbose=0)
-    want = support.expected_with_slow("adam", k, alpha, support.epoch_batches(x, y))
-    support.assert_close(model.get_weights(), want[-1][0], "weights after fit")
+    got = fit_all_epochs(compiled(lookahead_optimizer("adam", k, alpha)))
+    want = support.expected_with_slow("adam", k, alpha, support.epoch_batches(*support.data()))
+    support.assert_close(got, want[-1][0], "weights after fit")
 
 
 #: Settings of the inner optimizer that change what a step is or does: each trains as with
@@ -98,24 +114,14 @@ INNER_SETTINGS = [{"clipnorm": 0.01}, {"gradient_accumulation_steps": 2},
 @pytest.mark.parametrize("settings", INNER_SETTINGS, ids=lambda s: sorted(s)[0])
 def test_settings_of_the_inner_optimizer_train_as_with_inject(settings):
     import keras
-    from lookahead_inject import LookaheadOptimizer, inject
-    x, y = support.data()
-    fitted = []
-    for form in ("optimizer", "inject"):
-        inner = keras.optimizers.SGD(learning_rate=0.1, **settings)
-        model = compiled(LookaheadOptimizer(inner, k=3, alpha=0.5) if form == "optimizer"
-                         else inner)
-        if form == "inject":
-            inject(model, k=3, alpha=0.5)
-        model.fit(x, y, batch_size=support.BATCH, epochs=support.EPOCHS, shuffle=False,
-                  verbose=0)
-        fitted.append(model.get_weights())
-    for i, (a, b) in enumerate(zip(*fitted)):
-        np.testing.assert_array_equal(a, b, err_msg="weight {}".format(i))
-    plain = compiled(keras.optimizers.SGD(learning_rate=0.1, **settings))
-    plain.fit(x, y, batch_size=support.BATCH, epochs=support.EPOCHS, shuffle=False, verbose=0)
+
+    def inner():
+        return keras.optimizers.SGD(learning_rate=0.1, **settings)
+    got, want = the_optimizer_and_inject(inner, fit_all_epochs)
+    assert_same_bits(got, want, "after fit")
+    plain = fit_all_epochs(compiled(inner()))
     # The check has power: Lookahead moved the weights off plain training's.
-    assert max(np.abs(a - b).max() for a, b in zip(fitted[0], plain.get_weights())) > 1e-4
+    assert max(np.abs(a - b).max() for a, b in zip(got, plain)) > 1e-4
 
 
 @pytest.mark.xfail(strict=True, reason="issue #23, open: the optimizer does not see compile(), "
@@ -126,47 +132,33 @@ def test_a_weight_unfrozen_by_a_compile_takes_a_new_slow_copy_as_with_inject():
         pytest.skip("Keras 3.15 on JAX refuses to train after a freeze and compile() with "
                     "the same built optimizer, plain or not (a new optimizer is a new Lookahead)")
     import keras
-    from lookahead_inject import LookaheadOptimizer, inject
     x, y = support.data()
-    fitted = []
-    for form in ("optimizer", "inject"):
-        inner = keras.optimizers.SGD(0.1)
-        model = compiled(LookaheadOptimizer(inner, k=3, alpha=0.5) if form == "optimizer"
-                         else inner)
-        if form == "inject":
-            inject(model, k=3, alpha=0.5)
+
+    def fine_tuned(model):
         model.fit(x, y, batch_size=support.BATCH, epochs=1, shuffle=False, verbose=0)
         model.train_on_batch(x[:support.BATCH], y[:support.BATCH])     # step 4: mid-cycle
         for trainable, epochs in ((False, 1), (True, 2)):
             model.layers[0].trainable = trainable
             model.compile(optimizer=model.optimizer, loss="mse")
             model.fit(x, y, batch_size=support.BATCH, epochs=epochs, shuffle=False, verbose=0)
-        fitted.append(model.get_weights())
-    for i, (a, b) in enumerate(zip(*fitted)):
+        return model.get_weights()
+    got, want = the_optimizer_and_inject(lambda: keras.optimizers.SGD(0.1), fine_tuned)
+    for i, (a, b) in enumerate(zip(got, want)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6, err_msg="weight {}".format(i))
 
 
 def test_under_mixed_float16_keras_wraps_it_in_a_loss_scale_optimizer_and_it_trains_as_inject():
     import keras
-    from lookahead_inject import LookaheadOptimizer, inject
-    x, y = support.data()
-    fitted = []
+
+    def loss_scaled_fit(model):
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        return fit_all_epochs(model)
     keras.config.set_dtype_policy("mixed_float16")
     try:
-        for form in ("optimizer", "inject"):
-            inner = keras.optimizers.SGD(0.1)
-            model = compiled(LookaheadOptimizer(inner, k=3, alpha=0.5) if form == "optimizer"
-                             else inner)
-            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-            if form == "inject":
-                inject(model, k=3, alpha=0.5)
-            model.fit(x, y, batch_size=support.BATCH, epochs=support.EPOCHS, shuffle=False,
-                      verbose=0)
-            fitted.append(model.get_weights())
+        got, want = the_optimizer_and_inject(lambda: keras.optimizers.SGD(0.1), loss_scaled_fit)
     finally:
         keras.config.set_dtype_policy("float32")
-    for i, (a, b) in enumerate(zip(*fitted)):
-        np.testing.assert_array_equal(a, b, err_msg="weight {}".format(i))
+    assert_same_bits(got, want, "after fit")
 
 
 # -- loops written from scratch (keras.io, "Writing a training loop from scratch") --------

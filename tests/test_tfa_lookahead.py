@@ -9,7 +9,6 @@ import pytest
 
 import harness
 
-#: tfa's Lookahead wraps the legacy optimizers of TF 2.11+ (OptimizerV2, per variable).
 SYNC_PERIOD_SLOW_STEP = [(6, 0.5), (3, 0.8), (1, 1.0)]
 
 
@@ -22,23 +21,18 @@ def _tfa_or_skip():
     return tensorflow_addons
 
 
-def legacy(name):
-    module = harness.keras.optimizers.legacy
-    return {"sgd": lambda: module.SGD(learning_rate=0.1),
-            "momentum": lambda: module.SGD(learning_rate=0.05, momentum=0.9),
-            "adam": lambda: module.Adam(learning_rate=0.01)}[name]()
-
-
 @pytest.mark.parametrize("sync_period, slow_step_size", SYNC_PERIOD_SLOW_STEP)
 @pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
 def test_inject_trains_as_tfa_lookahead_at_every_step(opt, sync_period, slow_step_size, execution):
     tfa = _tfa_or_skip()
     from lookahead_inject import inject
     x, y = harness.data()
-    theirs = harness.mlp(tfa.optimizers.Lookahead(legacy(opt), sync_period=sync_period,
+    # tfa's Lookahead wraps the legacy optimizers of TF 2.11+ (OptimizerV2, per variable).
+    theirs = harness.mlp(tfa.optimizers.Lookahead(harness.optimizer(opt, legacy=True),
+                                                  sync_period=sync_period,
                                                   slow_step_size=slow_step_size),
                          harness.start_weights(), execution)
-    ours = harness.mlp(legacy(opt), harness.start_weights(), execution)
+    ours = harness.mlp(harness.optimizer(opt, legacy=True), harness.start_weights(), execution)
     inject(ours, k=sync_period, alpha=slow_step_size)
     want = harness.train(theirs, "fit", x, y)
     got = harness.train(ours, "fit", x, y)
