@@ -4,7 +4,8 @@
     la = lookahead_inject.inject(model, k=5, alpha=0.5)
     model.fit(x, y)
 
-Or, on Keras 3, as an optimizer (also for loops that never call ``compile``):
+Or as an optimizer, on Keras 3 and on Keras 2 with TF 2 (also for loops that never call
+``compile``):
 
     from lookahead_inject import LookaheadOptimizer
     model.compile(optimizer=LookaheadOptimizer("adam", k=5, alpha=0.5), loss="mse")
@@ -28,8 +29,9 @@ __all__ = ["inject", "Lookahead", "detect", "of", "load_model", "LookaheadError"
 
 
 def __getattr__(name):
-    # LookaheadOptimizer subclasses Keras 3's Optimizer: it imports Keras (and registers
-    # the class for Keras' files) when a script first asks for it, not at import.
+    # LookaheadOptimizer subclasses a Keras optimizer (Keras 3's, or Keras 2's legacy one):
+    # it imports Keras (and registers the class for Keras' files) when a script first asks
+    # for it, not at import.
     if name == "LookaheadOptimizer":
         from .optimizer_form import lookahead_optimizer_class
         return lookahead_optimizer_class()

@@ -34,3 +34,34 @@ def checked_optimizer_state(optimizer_state):
             "to zero) or 'pullback' (SGD momentum interpolated like the weights).".format(
                 optimizer_state))
     return optimizer_state
+
+
+def k_and_alpha(k, alpha, sync_period, slow_step_size):
+    """``LookaheadOptimizer``'s k and alpha, from the library's names or tfa's
+    (``sync_period``, ``slow_step_size``); k=5, alpha=0.5 when neither is given."""
+    for ours, theirs, name, tfa_name in ((k, sync_period, "k", "sync_period"),
+                                         (alpha, slow_step_size, "alpha", "slow_step_size")):
+        if ours is not None and theirs is not None and ours != theirs:
+            raise InvalidArgumentError(
+                "{}={!r} and {}={!r} name the same setting ({} is tfa's name for {}) with "
+                "two values. Pass one of them.".format(name, ours, tfa_name, theirs,
+                                                         tfa_name, name))
+    k = k if k is not None else sync_period
+    alpha = alpha if alpha is not None else slow_step_size
+    return checked_k(5 if k is None else k), checked_alpha(0.5 if alpha is None else alpha)
+
+
+def checked_wrapper_arguments(kwargs, inner_only):
+    """Refuse ``LookaheadOptimizer`` arguments other than its own: those of the base
+    optimizer (``inner_only``: name -> default) belong on the inner optimizer."""
+    kwargs = dict(kwargs)
+    for argument, default in inner_only.items():
+        if argument in kwargs and kwargs.pop(argument) != default:
+            raise InvalidArgumentError(
+                "LookaheadOptimizer takes no {0}: set {0} on the inner optimizer, "
+                "which takes the fast steps.".format(argument))
+    if kwargs:
+        raise InvalidArgumentError(
+            "LookaheadOptimizer got unknown arguments {}; it takes the inner optimizer, "
+            "k (or sync_period), alpha (or slow_step_size), optimizer_state and "
+            "name.".format(", ".join(sorted(kwargs))))

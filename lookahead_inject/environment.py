@@ -172,6 +172,22 @@ def _keras_flavour(tf):
     return KERAS_2, keras.__version__
 
 
+def keras_2_behind_tf_keras():
+    """The Keras 2 module ``tf.keras`` is (TF 2.0 - 2.15; tf-keras on TF 2.16+ with
+    TF_USE_LEGACY_KERAS=1), or ``(None, why not)``: ``(module, None)``. Imports TensorFlow."""
+    tf = _import_tensorflow()
+    version = Version(tf.__version__)
+    if version.major < 2:
+        return None, "TensorFlow is {}".format(tf.__version__)
+    flavour, keras_version = _keras_flavour(tf)
+    if flavour == KERAS_3:
+        return None, "tf.keras is Keras {} (TF {})".format(keras_version, tf.__version__)
+    if flavour == KERAS_TF_KERAS:
+        import tf_keras
+        return tf_keras, None
+    return tf.keras, None
+
+
 def _keras3_backend():
     # Keras 3 picks its backend from KERAS_BACKEND or ~/.keras/keras.json; ask it.
     import keras

@@ -10,6 +10,7 @@ import weakref
 
 from . import dispatch, state
 from .arguments import checked_alpha, checked_k, checked_optimizer_state
+from .backends.common.optimizer_chain import check_not_lookahead
 from .environment import detect_environment, keras_label, model_keras_module
 from .errors import InvalidArgumentError, ModelNotReadyError
 from .rule import PULLBACK
@@ -107,6 +108,7 @@ class Lookahead(object):
         if self.model is not None:
             return Lookahead(self.k, self.alpha, self.optimizer_state).inject(model, backend)
         _check_compiled(model)
+        check_not_lookahead(model.optimizer)
         current = of(model)
         if current is not None:
             # A model that already trains with this Lookahead (e.g. from load_model): its

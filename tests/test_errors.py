@@ -225,15 +225,11 @@ def test_a_failure_inside_inject_leaves_the_model_as_it_was(monkeypatch, module,
     assert_still_plain(model)
 
 
-def test_lookahead_optimizer_on_a_keras_that_is_not_keras_3_names_inject():
-    try:
-        import keras
-        installed = keras.__version__
-    except ImportError:
-        installed = None
-    if installed is not None and env.is_keras_3(installed):
-        pytest.skip("`import keras` is Keras {} here: LookaheadOptimizer is its optimizer "
-                    "(tests/test_lookahead_optimizer.py)".format(installed))
+def test_lookahead_optimizer_on_tf_1_names_inject():
+    version = harness.ENVIRONMENT.tf_version
+    if version is None or version.major >= 2:
+        pytest.skip("{}: LookaheadOptimizer is an optimizer of this Keras "
+                    "(tests/test_lookahead_optimizer*.py)".format(harness.ENVIRONMENT.describe()))
     with pytest.raises(UnsupportedEnvironmentError,
-                       match=r"Keras 3 optimizer.*lookahead_inject\.inject\(model"):
+                       match=r"On TF 1\.x add Lookahead.*lookahead_inject\.inject\(model"):
         lookahead_inject.LookaheadOptimizer

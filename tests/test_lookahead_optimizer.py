@@ -376,3 +376,10 @@ def test_lookahead_inject_imports_no_keras_until_it_is_asked_for():
                           "print('keras' in sys.modules)"],
                          stdout=subprocess.PIPE, universal_newlines=True, check=True, timeout=300)
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_injecting_into_a_model_that_trains_with_it_is_refused():
+    from lookahead_inject import ModelNotReadyError, inject
+    model = compiled(lookahead_optimizer("sgd", 3, 0.5))
+    with pytest.raises(ModelNotReadyError, match="LookaheadOptimizer .*Lookahead already"):
+        inject(model)

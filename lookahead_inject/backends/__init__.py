@@ -5,6 +5,8 @@
   (``graph._train_function``; the builder of each version in its backend module).
 - ``tf_hook/``: TF 2 eager (Keras 2 behind tf.keras, tf-keras) and Keras 3 on TensorFlow.
   The optimizer's update method carries the Lookahead ops (``tf_hook._optimizer_hook``).
+  ``LookaheadOptimizer`` on Keras 2 (``tf_hook.lookahead_optimizer``, not a dispatch row)
+  is that state and step as a legacy Keras 2 optimizer whose slots are the slow copies.
 - ``native/``: Keras 3 on JAX and PyTorch, without TensorFlow. The Lookahead state lives
   in the optimizer's own variables (``native._optimizer_variables``). ``LookaheadOptimizer``
   (``native.lookahead_optimizer``, not a dispatch row) is that state and step as a Keras 3

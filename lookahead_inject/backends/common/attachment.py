@@ -4,6 +4,7 @@ import contextlib
 import logging
 
 from ...errors import StateFileError
+from .optimizer_chain import check_not_lookahead
 
 #: Name of the Lookahead state in the model's TF-format checkpoints, and of its section or
 #: dataset in Keras' own files (common.keras3_files, common.h5_files).
@@ -180,6 +181,7 @@ def follow_compile(model, undo, compiled, unhook=lambda: None, hook=lambda: None
         unhook()
         try:
             original_compile(*args, **kwargs)
+            check_not_lookahead(model.optimizer)
             compiled()
         finally:
             hook()

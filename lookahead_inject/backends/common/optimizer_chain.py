@@ -3,6 +3,10 @@ DistributedOptimizer), and the one inside that takes the step. No TF import."""
 
 from ...errors import ModelNotReadyError
 
+#: A class attribute, True on ``LookaheadOptimizer`` (Keras 3's and Keras 2's): that
+#: optimizer is Lookahead itself.
+IS_LOOKAHEAD = "is_lookahead_optimizer"
+
 
 def chain(optimizer):
     """``optimizer`` and each optimizer it wraps, outermost first."""
@@ -27,10 +31,23 @@ def innermost(optimizer):
 
 def check_not_hooked(optimizer, method):
     """Refuse an optimizer whose innermost one already carries another model's Lookahead
-    on ``method``."""
+    on ``method``, or that is a ``LookaheadOptimizer``."""
+    check_not_lookahead(optimizer)
     target = innermost(optimizer)
     if method in vars(target):
         raise ModelNotReadyError(
             "The optimizer {!r} already drives another model's Lookahead. Each "
             "model needs its own optimizer: compile this one with a new "
             "optimizer instance.".format(getattr(target, "name", type(target).__name__)))
+
+
+def check_not_lookahead(optimizer):
+    """Refuse to inject Lookahead into a model whose optimizer is a ``LookaheadOptimizer``
+    (or wraps one): that would be Lookahead twice, two cycles on one weight."""
+    for each in chain(optimizer):
+        if getattr(type(each), IS_LOOKAHEAD, False):
+            raise ModelNotReadyError(
+                "The model's optimizer is a LookaheadOptimizer (k={}, alpha={}), which is "
+                "Lookahead already; inject would add a second one. Train as it is, or "
+                "compile with its inner optimizer (optimizer.inner_optimizer) and inject "
+                "that.".format(each.k, each.alpha))

@@ -117,6 +117,13 @@ class LookaheadVariables(lookahead_state.LookaheadState):
         self._current = {id(w): w for w in weights}
         self.trained, self._join = list(weights), None
 
+    def add_current(self, weights):
+        """``weights`` hold valid slow copies now, beside those that do already (the Keras 2
+        ``LookaheadOptimizer`` makes each equal to its weight when it first sees it)."""
+        for weight in weights:
+            self.slow_for(weight)
+            self._current[id(weight)] = weight
+
     def read(self, variables):
         return self.store.read(variables)
 

@@ -44,21 +44,6 @@ def _platform():
                    platform)
 
 
-def _k_and_alpha(k, alpha, sync_period, slow_step_size):
-    """k and alpha, from the library's names or tfa's (``sync_period``, ``slow_step_size``)."""
-    for ours, theirs, name, tfa_name in ((k, sync_period, "k", "sync_period"),
-                                         (alpha, slow_step_size, "alpha", "slow_step_size")):
-        if ours is not None and theirs is not None and ours != theirs:
-            raise InvalidArgumentError(
-                "{}={!r} and {}={!r} name the same setting ({} is tfa's name for {}) with "
-                "two values. Pass one of them.".format(name, ours, tfa_name, theirs,
-                                                         tfa_name, name))
-    k = k if k is not None else sync_period
-    alpha = alpha if alpha is not None else slow_step_size
-    return (arguments.checked_k(5 if k is None else k),
-            arguments.checked_alpha(0.5 if alpha is None else alpha))
-
-
 @keras.saving.register_keras_serializable(package="lookahead_inject")
 class LookaheadOptimizer(keras.optimizers.Optimizer):
     """Lookahead (Zhang et al. 2019) around a Keras 3 optimizer.
@@ -88,26 +73,20 @@ class LookaheadOptimizer(keras.optimizers.Optimizer):
     [-1.0, -1.0]
     """
 
+    is_lookahead_optimizer = True     # optimizer_chain.IS_LOOKAHEAD: inject refuses it
+
     def __init__(self, optimizer, k=None, alpha=None, optimizer_state="keep",
                  sync_period=None, slow_step_size=None, name=None, **kwargs):
-        for argument, default in _INNER_ONLY.items():
-            if argument in kwargs and kwargs.pop(argument) != default:
-                raise InvalidArgumentError(
-                    "LookaheadOptimizer takes no {0}: set {0} on the inner optimizer, "
-                    "which takes the fast steps.".format(argument))
-        if kwargs:
-            raise InvalidArgumentError(
-                "LookaheadOptimizer got unknown arguments {}; it takes the inner optimizer, "
-                "k (or sync_period), alpha (or slow_step_size), optimizer_state and "
-                "name.".format(", ".join(sorted(kwargs))))
-        k, alpha = _k_and_alpha(k, alpha, sync_period, slow_step_size)
+        arguments.checked_wrapper_arguments(kwargs, _INNER_ONLY)
+        k, alpha = arguments.k_and_alpha(k, alpha, sync_period, slow_step_size)
         optimizer_state = arguments.checked_optimizer_state(optimizer_state)
         try:
             inner = keras.optimizers.get(optimizer)
         except ValueError as error:
             raise InvalidArgumentError(
                 "LookaheadOptimizer wraps a Keras 3 optimizer (e.g. keras.optimizers.SGD(0.1) "
-                "or 'adam'); got {!r} ({}).".format(optimizer, error)) from None
+                "or 'adam'); got {!r} ({}).{}".format(optimizer, error,
+                                                       _tf_keras_hint(optimizer))) from None
         if isinstance(inner, LookaheadOptimizer) or not isinstance(
                 inner, keras.optimizers.Optimizer):
             raise InvalidArgumentError(
@@ -205,3 +184,11 @@ def _refreshing(lookahead, load_own_variables):
         load_own_variables(store)
         lookahead.platform.written(lookahead)
     return load_refreshing
+
+
+def _tf_keras_hint(optimizer):
+    if type(optimizer).__module__.split(".")[0] != "tf_keras":
+        return ""
+    return (" It is a tf-keras optimizer: with TF_USE_LEGACY_KERAS=1 set before TensorFlow is "
+            "imported, tf.keras is tf-keras and lookahead_inject.LookaheadOptimizer is "
+            "tf-keras' own.")

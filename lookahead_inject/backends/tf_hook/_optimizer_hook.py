@@ -68,7 +68,7 @@ class EagerStore(object):
         build()
 
 
-def _not_converted(function):
+def not_converted(function):
     """``function`` as AutoGraph leaves it when it traces a Keras step: the sync builds
     its branches itself (tf.switch_case), and AutoGraph could not read the nested
     branch functions' source (it warned, every trace, and ran them as they are)."""
@@ -89,6 +89,28 @@ def _scope(strategy):
 def check(model, method):
     """Refuse an optimizer that already carries another model's Lookahead."""
     check_not_hooked(model.optimizer, method)
+
+
+def lookahead_step(variables, trained, apply, update_count=None, optimizer=None):
+    """One Lookahead step of the weights ``trained`` around ``apply()``, the optimizer's
+    own update (returns what it returns): the hook's on a compiled model's optimizer and
+    the Keras 2 ``LookaheadOptimizer``'s (``tf_hook.lookahead_optimizer``).
+
+    ``variables`` is the ``LookaheadVariables``; ``update_count`` None or a function
+    returning ``optimizer``'s count of weight updates (see ``OptimizerHook``).
+    """
+    # Runs once per trace (every step when run eagerly): weights this step
+    # trains for the first time take their slow copies at its first run.
+    variables.join_op(trained)
+    variables.start_op(trained)
+    before = update_count() if update_count else None
+    result = apply()
+    # Inside a tf.function automatic control dependencies run stateful ops in
+    # program order; Keras 3 returns a KerasVariable here, which cannot be a
+    # control input (TypeError), so none is passed.
+    variables.sync_op(trained, applied=None if before is None else
+                      tf.not_equal(update_count(), before), optimizer=optimizer)
+    return result
 
 
 class OptimizerHook(object):
@@ -128,20 +150,10 @@ class OptimizerHook(object):
                 if not target.built:
                     return original(*args, **kwargs)
                 trained = list(target._trainable_variables)
-            # Runs once per trace (every step when run eagerly): weights this step
-            # trains for the first time take their slow copies at its first run.
-            variables.join_op(trained)
-            variables.start_op(trained)
-            before = update_count() if update_count else None
-            result = original(*args, **kwargs)
-            # Inside a tf.function automatic control dependencies run stateful ops in
-            # program order; Keras 3 returns a KerasVariable here, which cannot be a
-            # control input (TypeError), so none is passed.
-            variables.sync_op(trained, applied=None if before is None else
-                              tf.not_equal(update_count(), before), optimizer=target)
-            return result
+            return lookahead_step(variables, trained, lambda: original(*args, **kwargs),
+                                  update_count, target)
 
-        setattr(target, self.method, _not_converted(apply_with_lookahead))
+        setattr(target, self.method, not_converted(apply_with_lookahead))
         self.hooked = target
         # At inject and after compile() with a new optimizer: refuse here, in plain
         # Python, an optimizer_state it has no meaning for (inside the traced step
