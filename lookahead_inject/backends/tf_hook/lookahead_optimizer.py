@@ -103,8 +103,8 @@ class LookaheadOptimizer(_LEGACY):
     def __init__(self, optimizer, k=None, alpha=None, optimizer_state="keep",
                  sync_period=None, slow_step_size=None, name="LookaheadOptimizer", **kwargs):
         if not _eager_outside_functions():
-            # Graph mode's get_updates path trains it off inject's trajectory (TF 2.15,
-            # tests/test_lookahead_optimizer_keras2.py); inject serves graph mode.
+            # Keras' graph-mode path (get_updates) trained it off inject's trajectory on
+            # TF 2.15; inject serves graph mode (tests/test_lookahead_optimizer_keras2.py).
             raise UnsupportedEnvironmentError(
                 "LookaheadOptimizer on Keras 2 trains with eager execution (TF 2's default); "
                 "this process runs TF 1 graph mode (tf.compat.v1.disable_eager_execution). "
@@ -158,11 +158,6 @@ class LookaheadOptimizer(_LEGACY):
         return lookahead_step(lookahead, trained,
                               lambda: inner.apply_gradients(pairs, name=name, **kwargs),
                               optimizer=inner)
-
-    def get_updates(self, loss, params):
-        # Graph mode: the inner optimizer's gradients (its clipping), then this step.
-        grads = self._inner.get_gradients(loss, params)
-        return [self.apply_gradients(list(zip(grads, params)))]
 
     def _clip_gradients(self, grads):
         # TF 2.2 / 2.3 fit clips with the compiled optimizer's _clip_gradients before
