@@ -326,3 +326,21 @@ def test_its_docstring_example_runs():
     assert len(tests) == 1
     runner.run(tests[0])
     assert runner.summarize(verbose=False).failed == 0
+
+
+@pytest.mark.xfail(strict=True, reason="issue #23, open: the optimizer does not see compile(), "
+                   "so an unfrozen weight keeps its slow copy from before the freeze "
+                   "(docs/lookahead-optimizer.md)")
+def test_a_weight_unfrozen_by_a_compile_takes_a_new_slow_copy_as_with_inject():
+    x, y = harness.data()
+
+    def fine_tuned(model):
+        model.fit(x, y, batch_size=harness.BATCH, epochs=1, shuffle=False, verbose=0)
+        model.train_on_batch(x[:harness.BATCH], y[:harness.BATCH])     # step 4: mid-cycle
+        for trainable, epochs in ((False, 1), (True, 2)):
+            model.layers[0].trainable = trainable
+            model.compile(optimizer=model.optimizer, loss="mse")
+            model.fit(x, y, batch_size=harness.BATCH, epochs=epochs, shuffle=False, verbose=0)
+        return [model.get_weights()]
+    got, want = the_optimizer_and_inject(lambda: inner_optimizer("sgd", "legacy"), fine_tuned)
+    harness.assert_trajectories_equal(got, want, atol=1e-6)
