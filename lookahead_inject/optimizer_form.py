@@ -23,6 +23,11 @@ def lookahead_optimizer_class():
     try:
         keras_2, why_not = keras_2_behind_tf_keras()
     except UnsupportedEnvironmentError as error:
+        if version is not None and is_keras_3(version):
+            # TF_USE_LEGACY_KERAS set where no TensorFlow is (Keras 3 on JAX / PyTorch):
+            # it names no other Keras.
+            from .backends.native.lookahead_optimizer import LookaheadOptimizer
+            return LookaheadOptimizer
         keras_2, why_not = None, str(error)
     if keras_2 is not None:
         from .backends.tf_hook.lookahead_optimizer import LookaheadOptimizer
