@@ -311,6 +311,15 @@ def test_bad_arguments_are_refused_with_the_fix(arguments, named):
         lookahead_optimizer(harness.optimizer("sgd"), **arguments)
 
 
+def test_an_inner_optimizer_with_ema_is_refused_with_the_fix():
+    if harness.tf_older_than(2, 11):
+        pytest.skip("{}: use_ema is the new optimizers' (TF 2.11+)".format(
+            harness.ENVIRONMENT.describe()))
+    from lookahead_inject import InvalidArgumentError
+    with pytest.raises(InvalidArgumentError, match=r"use_ema=True.*inject\(model\)"):
+        lookahead_optimizer(harness.keras.optimizers.SGD(0.1, use_ema=True))
+
+
 def test_injecting_into_a_model_that_trains_with_it_is_refused():
     from lookahead_inject import ModelNotReadyError, inject
     model = harness.mlp(lookahead_optimizer(harness.optimizer("sgd")), harness.start_weights())

@@ -223,6 +223,13 @@ def _inner(optimizer):
             "or 'adam') that is not a Lookahead itself; got {}.{}".format(
                 keras.__version__, keras.__name__.split(".")[0],
                 type(optimizer).__name__, _other_keras_hint(optimizer)))
+    if getattr(optimizer, "use_ema", False):
+        # Keras 2's fit writes the averages into the weights only for an optimizer of the
+        # new kind (finalize_variable_values), which this legacy wrapper is not.
+        raise InvalidArgumentError(
+            "LookaheadOptimizer on Keras 2 cannot wrap an optimizer with use_ema=True: "
+            "Keras 2's fit would never write the averages into the weights. Compile with the "
+            "inner optimizer and call lookahead_inject.inject(model), which keeps its EMA.")
     if type(optimizer).__name__.startswith("LossScaleOptimizer"):
         raise InvalidArgumentError(
             "LookaheadOptimizer(LossScaleOptimizer(...)) would count the steps the "
