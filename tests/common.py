@@ -66,6 +66,28 @@ def expected_with_slow(opt, k, alpha, batches, sync_after=()):
     return out
 
 
+#: A loop of one's own that leaves weights out: steps 3 - 5 train the hidden layer only (the
+#: output layer gets no gradient), so it keeps its weights and slow copy and syncs pass it by.
+EVERY = (0, 1, 2, 3)
+KEPT = [EVERY, EVERY, (0, 1), (0, 1), (0, 1)] + [EVERY] * 7
+
+
+def expected_subset_run(k, alpha, batches, kept):
+    """The numpy run of SGD + Lookahead when step i trains the weights ``kept[i]``."""
+    import reference
+    params = [np.asarray(p, np.float64) for p in start_weights()]
+    sgd, lookahead, out = reference.SGD(0.1), reference.LookaheadSim(k, alpha), []
+    for (x, y), keep in zip(batches, kept):
+        lookahead.before_fast_step(params, keep)
+        grads = reference.mlp_grads(params, x.astype(np.float64), y.astype(np.float64))
+        for i, value in zip(keep, sgd.step([params[i] for i in keep], [grads[i] for i in keep],
+                                          keep)):
+            params[i] = value
+        params = lookahead.after_fast_step(params)
+        out.append([np.copy(p) for p in params])
+    return out
+
+
 def assert_trajectories_equal(actual, expected_, atol=1e-5):
     """Weights after every step, as ``expected`` gives them."""
     assert len(actual) == len(expected_), (len(actual), len(expected_))

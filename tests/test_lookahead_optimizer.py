@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import keras3_support as support
-from common import WORKERS
+from common import KEPT, WORKERS, expected_subset_run
 
 BACKEND, SKIP = support.keras3_backend_or_skip_reason()
 pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
@@ -195,28 +195,6 @@ def apply_step(model, optimizer, x, y, keep):
             optimizer.apply(grads, model.trainable_weights)
     else:
         optimizer.apply(grads, model.trainable_weights)
-
-
-def expected_subset_run(k, alpha, batches, kept):
-    """The numpy run of SGD + Lookahead when step i trains the weights ``kept[i]``."""
-    import reference
-    params = [np.asarray(p, np.float64) for p in support.start_weights()]
-    sgd, lookahead, out = reference.SGD(0.1), reference.LookaheadSim(k, alpha), []
-    for (x, y), keep in zip(batches, kept):
-        lookahead.before_fast_step(params, keep)
-        grads = reference.mlp_grads(params, x.astype(np.float64), y.astype(np.float64))
-        for i, value in zip(keep, sgd.step([params[i] for i in keep], [grads[i] for i in keep],
-                                          keep)):
-            params[i] = value
-        params = lookahead.after_fast_step(params)
-        out.append([np.copy(p) for p in params])
-    return out
-
-
-#: Steps 3 - 5 leave the output layer out (a loop that drops the weights without a
-#: gradient): it keeps its weights and its slow copy, and the syncs then pass it by.
-EVERY = (0, 1, 2, 3)
-KEPT = [EVERY, EVERY, (0, 1), (0, 1), (0, 1)] + [EVERY] * 7
 
 
 @pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf_function"])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import harness
-from common import expected_with_slow
+from common import KEPT, expected_subset_run, expected_with_slow
 
 K_ALPHA = [(3, 0.5), (1, 1.0), (2, 0.0)]
 
@@ -148,28 +148,6 @@ def test_under_mixed_float16_keras_wraps_it_in_a_loss_scale_optimizer_and_it_tra
 
 
 # -- a loop written from scratch (GradientTape and apply_gradients) ------------------------
-
-#: Steps 3 - 5 leave the output layer out (no gradient): it keeps its weights and its slow
-#: copy, and the syncs then pass it by.
-EVERY = (0, 1, 2, 3)
-KEPT = [EVERY, EVERY, (0, 1), (0, 1), (0, 1)] + [EVERY] * 7
-
-
-def expected_subset_run(k, alpha, batches, kept):
-    """The numpy run of SGD + Lookahead when step i trains the weights ``kept[i]``."""
-    import reference
-    params = [np.asarray(p, np.float64) for p in harness.start_weights()]
-    sgd, lookahead, out = reference.SGD(0.1), reference.LookaheadSim(k, alpha), []
-    for (x, y), keep in zip(batches, kept):
-        lookahead.before_fast_step(params, keep)
-        grads = reference.mlp_grads(params, x.astype(np.float64), y.astype(np.float64))
-        for i, value in zip(keep, sgd.step([params[i] for i in keep], [grads[i] for i in keep],
-                                          keep)):
-            params[i] = value
-        params = lookahead.after_fast_step(params)
-        out.append([np.copy(p) for p in params])
-    return out
-
 
 @pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf_function"])
 @pytest.mark.parametrize("k, alpha", K_ALPHA)

@@ -1,7 +1,7 @@
 """The optimizers that wrap one another (a loss-scale optimizer around the user's, Horovod's
 DistributedOptimizer), and the one inside that takes the step. No TF import."""
 
-from ...errors import ModelNotReadyError
+from ...errors import InvalidArgumentError, ModelNotReadyError
 
 #: A class attribute, True on ``LookaheadOptimizer`` (Keras 3's and Keras 2's): that
 #: optimizer is Lookahead itself.
@@ -51,3 +51,21 @@ def check_not_lookahead(optimizer):
                 "Lookahead already; inject would add a second one. Train as it is, or "
                 "compile with its inner optimizer (optimizer.inner_optimizer) and inject "
                 "that.".format(each.k, each.alpha))
+
+
+def passed_to_inner(name):
+    """A property that reads and sets the wrapped optimizer's (``inner_optimizer``)
+    attribute ``name``: what a user reads off a ``LookaheadOptimizer`` (learning rate,
+    iterations) is its inner optimizer's, as with Keras' ``LossScaleOptimizer``."""
+    return property(lambda self: getattr(self.inner_optimizer, name),
+                    lambda self, value: setattr(self.inner_optimizer, name, value))
+
+
+def check_no_loss_scale_inside(optimizer):
+    """Refuse ``LookaheadOptimizer(LossScaleOptimizer(...))``: it would count skipped steps."""
+    if any(cls.__name__.startswith("LossScaleOptimizer") for cls in type(optimizer).__mro__):
+        raise InvalidArgumentError(
+            "LookaheadOptimizer(LossScaleOptimizer(...)) would count the steps the "
+            "loss scale skips. Wrap the other way round: "
+            "LossScaleOptimizer(LookaheadOptimizer(...)) (Keras does so itself under "
+            "a mixed_float16 policy).")

@@ -20,6 +20,7 @@ import keras
 from ... import arguments
 from ...errors import InvalidArgumentError
 from ..common import optimizer_slots
+from ..common.optimizer_chain import check_no_loss_scale_inside, passed_to_inner
 from ._optimizer_variables import NativeLookahead
 
 #: The step of each Keras 3 backend: (module, its ``Platform`` class).
@@ -92,12 +93,7 @@ class LookaheadOptimizer(keras.optimizers.Optimizer):
             raise InvalidArgumentError(
                 "LookaheadOptimizer wraps a Keras 3 optimizer that is not a Lookahead itself; "
                 "got {}.".format(type(inner).__name__))
-        if isinstance(inner, keras.optimizers.LossScaleOptimizer):
-            raise InvalidArgumentError(
-                "LookaheadOptimizer(LossScaleOptimizer(...)) would count the steps the "
-                "loss scale skips. Wrap the other way round: "
-                "LossScaleOptimizer(LookaheadOptimizer(...)) (Keras does so itself under "
-                "a mixed_float16 policy).")
+        check_no_loss_scale_inside(inner)
         optimizer_slots.check(inner, optimizer_state)
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = inner
@@ -148,17 +144,8 @@ class LookaheadOptimizer(keras.optimizers.Optimizer):
         return self._lookahead.platform.step(self._lookahead, inner, inner.apply, grads,
                                              trainable_variables)
 
-    @property
-    def learning_rate(self):
-        return self.inner_optimizer.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, learning_rate):
-        self.inner_optimizer.learning_rate = learning_rate
-
-    @property
-    def iterations(self):
-        return self.inner_optimizer.iterations
+    learning_rate = passed_to_inner("learning_rate")
+    iterations = passed_to_inner("iterations")
 
     def scale_loss(self, loss):
         return self.inner_optimizer.scale_loss(loss)

@@ -21,6 +21,7 @@ from ... import arguments
 from ...environment import keras_2_behind_tf_keras
 from ...errors import InvalidArgumentError, UnsupportedEnvironmentError
 from ..common import optimizer_slots
+from ..common.optimizer_chain import check_no_loss_scale_inside, passed_to_inner
 from ..common.tf_sync import LookaheadVariables
 from ._optimizer_hook import EagerStore, lookahead_step, not_converted
 
@@ -183,22 +184,8 @@ class LookaheadOptimizer(_LEGACY):
     def variables(self):
         return self.weights
 
-    @property
-    def iterations(self):
-        return self._inner.iterations
-
-    @iterations.setter
-    def iterations(self, variable):
-        self._inner.iterations = variable
-
-    @property
-    def learning_rate(self):
-        return self._inner.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, learning_rate):
-        self._inner.learning_rate = learning_rate
-
+    iterations = passed_to_inner("iterations")
+    learning_rate = passed_to_inner("learning_rate")
     # Keras 2's callbacks (ReduceLROnPlateau, LearningRateScheduler) read and set `lr`.
     lr = learning_rate
 
@@ -230,12 +217,7 @@ def _inner(optimizer):
             "LookaheadOptimizer on Keras 2 cannot wrap an optimizer with use_ema=True: "
             "Keras 2's fit would never write the averages into the weights. Compile with the "
             "inner optimizer and call lookahead_inject.inject(model), which keeps its EMA.")
-    if type(optimizer).__name__.startswith("LossScaleOptimizer"):
-        raise InvalidArgumentError(
-            "LookaheadOptimizer(LossScaleOptimizer(...)) would count the steps the "
-            "loss scale skips. Wrap the other way round: "
-            "LossScaleOptimizer(LookaheadOptimizer(...)) (Keras does so itself under "
-            "a mixed_float16 policy).")
+    check_no_loss_scale_inside(optimizer)
     return optimizer
 
 
