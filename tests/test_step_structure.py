@@ -19,8 +19,10 @@ depths. Each backend counts what its step is made of:
 - Keras 3 on PyTorch: the torch ops dispatched, and the Python calls made, by one
   ``train_on_batch`` that does not sync.
 
-The executed-node counts leave out the nodes that only hand a graph its inputs; one per
-slow copy remains, which the op counts see (strict xfails: issue #22 is open for them).
+The executed-node counts leave out the nodes that only hand a graph its inputs. In a
+graph the sync's branch finds the weights and slow copies by name, so the step takes none
+of them as input; a traced TF 2 step still takes one per weight and slow copy, which its
+op count sees (a strict xfail: issue #22 is open for it).
 
 Each count is taken at a step that does not sync (k=5; the step after the first, which
 takes the slow copies).
@@ -102,16 +104,51 @@ def explain(counts):
     return "; ".join(lines)
 
 
+# -- inject itself ----------------------------------------------------------------
+
+
+def weights_reads_by_inject(depth, injected):
+    """How often ``inject`` reads the model's ``weights`` (0 for the plain model, which is
+    not injected). Keras' ``weights`` walks every layer, so a read per weight tensor makes
+    ``inject`` quadratic in their number."""
+    if not injected:
+        return 0
+    built = model(depth, injected=False)
+    cls = type(built)
+    own, weights = vars(cls).get("weights"), cls.weights
+    reads = []
+
+    def counted(self):
+        if self is built:
+            reads.append(1)
+        return weights.fget(self)
+    cls.weights = property(counted)
+    try:
+        lookahead_inject.inject(built, k=K, alpha=ALPHA)
+    finally:
+        if own is None:
+            del cls.weights         # inherited again
+        else:
+            cls.weights = own
+    return len(reads)
+
+
+def test_inject_reads_the_models_weights_as_often_at_40_layers_as_at_10():
+    extra, counts = added(weights_reads_by_inject)
+    assert extra[DEEP] == extra[SHALLOW], explain(counts)
+
+
 # -- TensorFlow -------------------------------------------------------------------
 
 
-#: Issue #22 is open for TensorFlow: a TF step that does not sync still takes one input per
-#: slow variable (the Case op's captured handle: a VarHandleOp in a graph, an _Arg in a
-#: tf.function), though it runs no per-weight work. Strict: the day a change makes one of
-#: these pass, it fails until this mark goes.
+#: Issue #22 is open for TF 2 eager: a traced step that does not sync still takes one input
+#: per weight and slow copy (the Case op's captured handles, an _Arg each), though it runs
+#: no per-weight work; eager variables are anonymous resources, so the branch cannot find
+#: them by name as it does in a graph (common.tf_sync._findable_by_name). Strict: the day
+#: a change makes this pass, it fails until this mark goes.
 PER_WEIGHT_TF_INPUTS = pytest.mark.xfail(
-    strict=True, reason="issue #22, open: the TF backends' non-syncing step still takes one "
-                        "input per slow variable (the sync's Case op captures each)")
+    strict=True, reason="issue #22, open for TF 2 eager: the traced non-syncing step takes "
+                        "one input per weight and slow copy (the sync's Case op captures each)")
 
 #: What hands a graph its inputs (a variable's handle, a function's argument) and does no work.
 INPUT_NODES = ("_Arg", "VarHandleOp")
@@ -223,13 +260,6 @@ def traced_step_executed(depth, injected):
     return counts
 
 
-@needs_tensorflow_step(graph=True)
-@PER_WEIGHT_TF_INPUTS
-def test_a_graph_train_function_that_does_not_sync_has_as_many_ops_more_than_plain_at_40_layers_as_at_10():
-    extra, counts = added(graph_step_ops)
-    assert extra[DEEP] == extra[SHALLOW], explain(counts)
-
-
 #: Standalone Keras 2.2 makes TF1 ref variables, which the functional Case op cannot
 #: capture (TypeError from the branch's Assign), so its sync is a v1 tf.cond: a Switch per
 #: variable, run dead at every step (common.tf_sync._run_if). Keras 2.3's variables are
@@ -238,6 +268,13 @@ V1_COND_OF_REF_VARIABLES = pytest.mark.xfail(
     harness.standalone_keras_older_than(2, 3), strict=True,
     reason="issue #22, open for standalone Keras 2.2: its ref variables need v1 tf.cond, "
            "a Switch per variable at every step")
+
+
+@needs_tensorflow_step(graph=True)
+@V1_COND_OF_REF_VARIABLES
+def test_a_graph_train_function_that_does_not_sync_has_as_many_ops_more_than_plain_at_40_layers_as_at_10():
+    extra, counts = added(graph_step_ops)
+    assert extra[DEEP] == extra[SHALLOW], explain(counts)
 
 
 @needs_tensorflow_step(graph=True)

@@ -1,6 +1,8 @@
 """The Lookahead state of the TF backends as a checkpoint dependency of the model: what
 TF-format ``save_weights`` and ``tf.train.Checkpoint(model=...)`` carry."""
 
+import contextlib
+
 import tensorflow as tf
 
 from .attachment import CHECKPOINT_NAME
@@ -25,12 +27,33 @@ class Checkpointed(object):
         self.holder = tf.Module(name=CHECKPOINT_NAME)
         self.holder.step = step
         self._extra = {}
+        self._batch = None      # within same_weights: {"positions": ...} once read
+
+    @contextlib.contextmanager
+    def same_weights(self):
+        """Slow copies made inside it are made while the model's weights stay as they are:
+        their positions are read once, at the first (an unbuilt model has no weights to
+        read before). ``model.weights`` walks every layer: read per slow copy, it made
+        ``inject`` quadratic in the number of weights (issue #22, benchmarks/RESULTS.md)."""
+        if self._batch is not None:
+            yield
+            return
+        self._batch = {}
+        try:
+            yield
+        finally:
+            self._batch = None
 
     def add(self, weight, slow, kind="slow"):
         """``kind`` "slow" or "momentum" (optimizer_state="pullback")."""
-        position = [i for i, w in enumerate(self.model.weights) if w is weight]
-        if position:
-            name = "{}_{}".format(kind, position[0])
+        if self._batch is None:
+            positions = _positions(self.model.weights)
+        else:
+            if "positions" not in self._batch:
+                self._batch["positions"] = _positions(self.model.weights)
+            positions = self._batch["positions"]
+        if id(weight) in positions:
+            name = "{}_{}".format(kind, positions[id(weight)])
         else:           # a variable a custom train_step trains beside the model's own
             self._extra[kind] = self._extra.get(kind, -1) + 1
             name = "{}_extra_{}".format(kind, self._extra[kind])
@@ -46,3 +69,24 @@ class Checkpointed(object):
     def untrack(self):
         self.model._track_trackable(tf.Module(name=CHECKPOINT_NAME), name=CHECKPOINT_NAME,
                                     overwrite=True)
+
+
+def _positions(weights):
+    """{id(weight): its first position in ``weights``}."""
+    positions = {}
+    for i, weight in enumerate(weights):
+        positions.setdefault(id(weight), i)
+    return positions
+
+
+class NotCheckpointed(object):
+    """For slow copies that ride in checkpoints some other way (the Keras 2
+    ``LookaheadOptimizer``'s are its slots)."""
+
+    @staticmethod
+    def add(weight, slow, kind="slow"):
+        pass
+
+    @staticmethod
+    def same_weights():
+        return contextlib.nullcontext()

@@ -32,7 +32,8 @@ class LookaheadVariables(lookahead_state.LookaheadState):
     backend's vocabulary: ``make_slow(weight)`` creates a zero variable like
     ``weight``, ``tf_variable(weight)`` is the TF variable behind what the
     optimizer is handed, ``read`` / ``write`` move values now (not in a step),
-    ``run(key, build)`` runs the ops ``build()`` makes, now (``make_flag()``: eagerly only).
+    ``run(key, build)`` runs the ops ``build()`` makes, now (``make_flag()``: eagerly only),
+    ``making_slow_copies()`` is a context around making several at once.
     The graph family's store is ``graph._train_function.GraphStore``, the hook family's
     ``tf_hook._optimizer_hook.EagerStore``.
     ``optimizer_state`` is what a sync does to the optimizer's own state
@@ -95,11 +96,16 @@ class LookaheadVariables(lookahead_state.LookaheadState):
         """
         weights = list(weights)
         joining = lookahead_state.joining(self._current.values(), weights)
-        for weight in joining:
-            self.slow_for(weight)
-            self._current[id(weight)] = weight
+        self._made(joining)
+        self._current.update((id(w), w) for w in joining)
         self.trained = weights
         return joining
+
+    def _made(self, weights):
+        """Every one of ``weights`` has its slow copy (made now where it had none)."""
+        with self.store.making_slow_copies():
+            for weight in weights:
+                self._entry(weight)
 
     def take_slow(self, weights):
         """``slow <- fast`` for ``weights``, now."""
@@ -112,17 +118,15 @@ class LookaheadVariables(lookahead_state.LookaheadState):
 
     def mark_trained(self, weights):
         """``weights`` hold valid slow copies (set from outside): do not take them again."""
-        for weight in weights:
-            self.slow_for(weight)
+        self._made(weights)
         self._current = {id(w): w for w in weights}
         self.trained, self._join = list(weights), None
 
     def add_current(self, weights):
         """``weights`` hold valid slow copies now, beside those that do already (the Keras 2
         ``LookaheadOptimizer`` makes each equal to its weight when it first sees it)."""
-        for weight in weights:
-            self.slow_for(weight)
-            self._current[id(weight)] = weight
+        self._made(weights)
+        self._current.update((id(w), w) for w in weights)
 
     def read(self, variables):
         return self.store.read(variables)
@@ -209,13 +213,15 @@ class LookaheadVariables(lookahead_state.LookaheadState):
         momentum = ([self.momentum_for(w) for w in weights]
                     if self.optimizer_state == PULLBACK else ())
         captures = _variables(pairs, list(momentum) + [self.step])
+        by_name = _findable_by_name(captures)
 
         def sync():
             # Built inside the branch, so steps that do not sync run none of it; the
             # optimizer's slots are not the weights, so the two need no order.
             also = optimizer_slots.sync_ops(self.optimizer_state, optimizer, weights,
                                              self.alpha, momentum)
-            return pull_together(pairs, self.alpha, also)
+            found = [(_FoundByName(f), _FoundByName(s)) for f, s in pairs] if by_name else pairs
+            return pull_together(found, self.alpha, also)
 
         def count_and_sync():
             step = tf_rule.updated(self.step.assign_add(1), self.step)
@@ -332,6 +338,56 @@ def _switch_case(index, branches, default=None, captures=()):
             if op.type in ("Case", "StatelessCase"):
                 op._set_attr("_lower_using_switch_merge", attr_value_pb2.AttrValue(b=False))
     return out
+
+
+def _findable_by_name(variables):
+    """Whether a function (the sync's branch) can find ``variables`` by their shared name
+    rather than capture them: in a TF 1 graph (the graph backends), with resource
+    variables on one device.
+
+    A captured variable is an input of the Case op, so every step that does not sync
+    would still run a ``VarHandleOp`` per weight and slow copy to hand it over (issue
+    #22; benchmarks/case_inputs.py, benchmarks/RESULTS.md). A graph's
+    resource variable is the resource its session's device holds under the variable's
+    shared name, which a ``VarHandleOp`` of the branch's own finds when the branch runs.
+    Not in a ``tf.function`` (TF 2 eager): eager variables are anonymous resources, which
+    only their handle reaches. Not across devices: the branch looks on its own.
+    """
+    if tf.executing_eagerly() or tf.compat.v1.get_default_graph().building_function:
+        return False
+    if not _on_one_device(variables):
+        return False
+    return all(not _is_ref(v) and getattr(getattr(v, "handle", None), "op", None) is not None
+               and v.handle.op.type == "VarHandleOp" and v.handle.op.get_attr("shared_name")
+               for v in variables)
+
+
+class _FoundByName(object):
+    """A TF 1 graph's resource variable as a function finds it by its shared name, for
+    ``tf_rule`` (reads, ``assign``, ``assign_add``; see ``_findable_by_name``)."""
+
+    def __init__(self, variable):
+        op = variable.handle.op
+        self.dtype = tf.as_dtype(variable.dtype).base_dtype
+        with tf.device(op.device):
+            self.handle = tf.raw_ops.VarHandleOp(
+                dtype=self.dtype, shape=variable.shape, container=op.get_attr("container"),
+                shared_name=op.get_attr("shared_name"))
+
+    def read_value(self):
+        return tf.raw_ops.ReadVariableOp(resource=self.handle, dtype=self.dtype)
+
+    def __sub__(self, other):
+        return self.read_value() - other.read_value()
+
+    def assign_add(self, delta):
+        # A TF 1 graph orders ops by their data only: the value returned is read after the add.
+        with tf.control_dependencies([tf.raw_ops.AssignAddVariableOp(resource=self.handle,
+                                                                      value=delta)]):
+            return self.read_value()
+
+    def assign(self, value):
+        return tf.raw_ops.AssignVariableOp(resource=self.handle, value=value)
 
 
 def _on_one_device(variables):

@@ -62,16 +62,20 @@ class GraphStore(object):
     first step.
     """
 
-    def __init__(self, K, graph, on_new_slow):
-        self.K, self.graph, self.on_new_slow = K, graph, on_new_slow
+    def __init__(self, K, graph, checkpointed):
+        self.K, self.graph, self.checkpointed = K, graph, checkpointed
         self._ops = {}
 
     def make_slow(self, weight, kind="slow"):
         with self.graph.as_default():
             slow = self.K.variable(np.zeros(_shape(weight), weight.dtype.base_dtype.as_numpy_dtype),
                                    dtype=weight.dtype.base_dtype, name=slow_name(weight, kind))
-        self.on_new_slow(weight, slow, kind)
+        self.checkpointed.add(weight, slow, kind)
         return slow
+
+    def making_slow_copies(self):
+        """Around making several slow copies at once (the model's weights stay as they are)."""
+        return self.checkpointed.same_weights()
 
     @staticmethod
     def tf_variable(weight):
@@ -107,7 +111,7 @@ def attach(model, k, alpha, build_train_function, checkpoint=True, optimizer_sta
     with graph.as_default():
         step = K.variable(0, dtype="int64", name="lookahead_step")
     checkpointed = Checkpointed(model, step)
-    store = GraphStore(K, graph, checkpointed.add)
+    store = GraphStore(K, graph, checkpointed)
     variables = LookaheadVariables(step, k, alpha, store, optimizer_state)
     start_pending = [True]
 

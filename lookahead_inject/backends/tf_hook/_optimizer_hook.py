@@ -32,8 +32,8 @@ class EagerStore(object):
     or join fills it from the fast weight at the first step that trains it.
     """
 
-    def __init__(self, strategy, tf_variable, on_new_slow):
-        self.strategy, self.tf_variable, self.on_new_slow = strategy, tf_variable, on_new_slow
+    def __init__(self, strategy, tf_variable, checkpointed):
+        self.strategy, self.tf_variable, self.checkpointed = strategy, tf_variable, checkpointed
 
     def make_slow(self, weight, kind="slow"):
         fast = self.tf_variable(weight)
@@ -44,8 +44,12 @@ class EagerStore(object):
             with device:
                 slow = tf.Variable(tf.zeros(fast.shape, fast.dtype), trainable=False,
                                    name=slow_name(fast, kind))
-        self.on_new_slow(weight, slow, kind)
+        self.checkpointed.add(weight, slow, kind)
         return slow
+
+    def making_slow_copies(self):
+        """Around making several slow copies at once (the model's weights stay as they are)."""
+        return self.checkpointed.same_weights()
 
     def make_flag(self):
         with tf.init_scope(), _scope(self.strategy):
@@ -175,7 +179,7 @@ def attach(model, strategy, tf_variable, k, alpha, method, trained_variables, re
     with all_or_nothing() as undo:
         step = make_step(strategy)
         checkpointed = Checkpointed(model, step)
-        store = EagerStore(strategy, tf_variable, checkpointed.add)
+        store = EagerStore(strategy, tf_variable, checkpointed)
         variables = LookaheadVariables(step, k, alpha, store, optimizer_state)
         # Slow copies of the weights compile set to train, made now so that a TF
         # checkpoint loaded before the first step restores them; they are filled

@@ -22,6 +22,7 @@ from ...environment import keras_2_behind_tf_keras
 from ...errors import InvalidArgumentError, UnsupportedEnvironmentError
 from ..common import optimizer_slots
 from ..common.optimizer_chain import check_no_loss_scale_inside, passed_to_inner
+from ..common.tf_checkpoint import NotCheckpointed
 from ..common.tf_sync import LookaheadVariables
 from ._optimizer_hook import EagerStore, lookahead_step, not_converted
 
@@ -61,7 +62,7 @@ class _SlotStore(EagerStore):
     that trains the weight (a checkpoint's restore overrides that)."""
 
     def __init__(self, optimizer):
-        super().__init__(None, lambda weight: weight, lambda *args: None)
+        super().__init__(None, lambda weight: weight, NotCheckpointed())
         self.optimizer = optimizer
 
     def make_slow(self, weight, kind="slow"):
