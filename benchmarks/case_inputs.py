@@ -1,7 +1,8 @@
 """What a step that does not sync pays for the slow copies it is handed (issue #22): a stack
 of Dense(64) layers trained with Adam by TF alone (no Keras), with and without the structure
-inject adds to the step, built from the library's own pieces (``common.tf_sync``'s unlowered
-Case and its variables found by name, ``tf_sync.pull_together``: the rule).
+inject adds to the step, built from the library's own pieces: ``common.tf_sync``'s unlowered
+Case and its variables found by name (two private names, ``_switch_case`` and
+``_FoundByName``: what is measured is those pieces) and ``tf_sync.pull_together`` (the rule).
 
 Variants, each the same training step (forward, gradients, ``tf.compat.v1`` Adam):
   plain           the step alone
@@ -113,8 +114,7 @@ class Stack(object):
 
 
 def _in_function():
-    graph = tf.compat.v1.get_default_graph()
-    return getattr(graph, "building_function", False)
+    return tf.compat.v1.get_default_graph().building_function
 
 
 def data():
