@@ -8,6 +8,7 @@ lookahead_inject.rule, and a worker that loads files in a process without
 lookahead_inject (workers/keras3_plain_load_worker.py) imports this module too.
 """
 
+import doctest
 import os
 
 import numpy as np
@@ -127,3 +128,25 @@ def assert_close(got, want, what, atol=1e-5):
     for i, (g, w) in enumerate(zip(got, want)):
         np.testing.assert_allclose(np.asarray(g, np.float64), w, rtol=0, atol=atol,
                                    err_msg="{}, weight {}".format(what, i))
+
+
+#: What both LookaheadOptimizers (Keras 2's and Keras 3's) refuse, and what the message
+#: names: (arguments, a regular expression).
+BAD_OPTIMIZER_ARGUMENTS = [
+    ({"k": 3, "sync_period": 4}, "sync_period"),
+    ({"alpha": 0.5, "slow_step_size": 0.2}, "slow_step_size"),
+    ({"k": 0}, "k=0"),
+    ({"alpha": 2.0}, "alpha=2.0"),
+    ({"clipnorm": 1.0}, "set clipnorm on the inner optimizer"),
+    ({"optimizer_state": "zero"}, "optimizer_state='zero'"),
+]
+
+
+def docstring_examples(objects, optionflags=0):
+    """Runs the examples in the docstrings of ``objects`` (modules, classes); returns
+    (how many docstrings hold examples, how many examples failed)."""
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=optionflags)
+    tests = [test for obj in objects for test in finder.find(obj) if test.examples]
+    for test in tests:
+        runner.run(test)
+    return len(tests), runner.summarize(verbose=False).failed

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 import harness
+from common import docstring_examples
 import lookahead_inject.errors
 import lookahead_inject.lookahead
 from lookahead_inject import dispatch, environment
@@ -194,13 +195,10 @@ print("LEGACY BLOCK OK", detect(model)["keras_label"], detect(model)["backend"])
 @eager_or_tf1
 def test_docstring_examples_run():
     harness.skip_without_tensorflow("the docstrings' examples build tf.keras models")
-    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    tests = [t for module in (lookahead_inject.lookahead, lookahead_inject.loading)
-             for t in finder.find(module) if t.examples]
-    assert len(tests) >= 4
-    for test in tests:
-        runner.run(test)
-    assert runner.summarize(verbose=False).failed == 0
+    found, failed = docstring_examples([lookahead_inject.lookahead, lookahead_inject.loading],
+                                       optionflags=doctest.ELLIPSIS)
+    assert found >= 4
+    assert failed == 0
 
 
 def test_readme_table_lists_the_dispatch_table():

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import harness
-from common import KEPT, expected_subset_run, expected_with_slow
+from common import (BAD_OPTIMIZER_ARGUMENTS, KEPT, docstring_examples, expected_subset_run,
+                    expected_with_slow)
 
 K_ALPHA = [(3, 0.5), (1, 1.0), (2, 0.0)]
 
@@ -277,12 +278,7 @@ def test_it_trains_as_tfa_lookahead_at_every_step(opt, execution):
                                       harness.train(theirs, "fit", x, y), atol=1e-6)
 
 
-@pytest.mark.parametrize("arguments, named", [
-    ({"k": 3, "sync_period": 4}, "sync_period"),
-    ({"alpha": 2.0}, "alpha=2.0"),
-    ({"clipnorm": 1.0}, "set clipnorm on the inner optimizer"),
-    ({"optimizer_state": "zero"}, "optimizer_state='zero'"),
-])
+@pytest.mark.parametrize("arguments, named", BAD_OPTIMIZER_ARGUMENTS)
 def test_bad_arguments_are_refused_with_the_fix(arguments, named):
     from lookahead_inject import InvalidArgumentError
     with pytest.raises(InvalidArgumentError, match=named):
@@ -306,13 +302,8 @@ def test_injecting_into_a_model_that_trains_with_it_is_refused():
 
 
 def test_its_docstring_example_runs():
-    import doctest
     from lookahead_inject.backends.tf_hook import lookahead_optimizer
-    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner()
-    tests = [t for t in finder.find(lookahead_optimizer.LookaheadOptimizer) if t.examples]
-    assert len(tests) == 1
-    runner.run(tests[0])
-    assert runner.summarize(verbose=False).failed == 0
+    assert docstring_examples([lookahead_optimizer.LookaheadOptimizer]) == (1, 0)
 
 
 @pytest.mark.xfail(strict=True, reason="issue #23, open: the optimizer does not see compile(), "
