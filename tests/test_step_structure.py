@@ -47,9 +47,12 @@ WIDTH, BATCH = 8, 16
 K, ALPHA = 5, 0.5
 
 
-def dense_stack(depth, run_eagerly=False):
+def dense_stack(depth, run_eagerly=False, input_shape=True):
+    """``depth`` Dense layers; without ``input_shape`` no weights until the first step."""
     keras = harness.keras
-    if harness.KERAS_3:
+    if not input_shape:
+        layers = [keras.layers.Dense(WIDTH) for _ in range(depth)]
+    elif harness.KERAS_3:
         layers = [keras.Input((WIDTH,))] + [keras.layers.Dense(WIDTH) for _ in range(depth)]
     else:
         layers = [keras.layers.Dense(WIDTH, input_shape=(WIDTH,))] + [
@@ -66,9 +69,9 @@ def batch():
     return (rng.rand(BATCH, WIDTH).astype("float32"), rng.rand(BATCH, WIDTH).astype("float32"))
 
 
-def model(depth, injected, run_eagerly=False):
+def model(depth, injected, run_eagerly=False, input_shape=True):
     harness.fresh_session()
-    built = dense_stack(depth, run_eagerly)
+    built = dense_stack(depth, run_eagerly, input_shape)
     if injected:
         lookahead_inject.inject(built, k=K, alpha=ALPHA)
     return built
@@ -188,11 +191,11 @@ def graph_step_ops(depth, injected):
     return collections.Counter(seen.values())
 
 
-def traced_step_ops(depth, injected):
+def traced_step_ops(depth, injected, input_shape=True):
     """Op types of the graph tf.function traces from ``train_step`` after one fit step
     (optimizer built, slow copies taken): the step fit runs from then on."""
     tf = harness.tf
-    built = model(depth, injected)
+    built = model(depth, injected, input_shape=input_shape)
     x, y = batch()
     built.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
     spec = tf.TensorSpec((BATCH, WIDTH), tf.float32)
@@ -295,6 +298,23 @@ def test_a_traced_tf_step_that_does_not_sync_executes_as_many_working_nodes_more
 def test_a_traced_tf_step_that_does_not_sync_has_as_many_ops_more_than_plain_at_40_layers_as_at_10():
     extra, counts = added(traced_step_ops)
     assert extra[DEEP] == extra[SHALLOW], explain(counts)
+
+
+#: The op types of TF's branch ops (tf.switch_case, tf.cond): each takes every variable its
+#: branches use as an input, at every step, run or not.
+BRANCH_OPS = ("Case", "StatelessCase", "If", "StatelessIf")
+
+
+@needs_tensorflow_step(graph=False)
+def test_a_traced_tf_step_of_a_model_without_weights_at_inject_has_the_branch_ops_of_a_built_ones():
+    # The weights such a model builds join at its first step (one-time flag) in the same
+    # op as the start's step-0 copy, not in a branch op of their own with every weight
+    # and slow copy as inputs once more.
+    branches = {}
+    for input_shape in (True, False):
+        ops = traced_step_ops(SHALLOW, True, input_shape=input_shape)
+        branches[input_shape] = sum(ops[kind] for kind in BRANCH_OPS)
+    assert branches[False] == branches[True] == 2, branches
 
 
 # -- JAX --------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """One half of a resumed training run, in a process of its own (see test_state.py).
 
-    python resume_worker.py MODE FORMAT OPTIMIZER PHASE DIR [OPTIMIZER_STATE]
+    python resume_worker.py MODE FORMAT OPTIMIZER PHASE DIR [OPTIMIZER_STATE [SECOND_MODEL]]
 
 first:  the start weights, inject, FIRST_STEPS steps, save model and Lookahead state
 second: a fresh model (other random weights), compile, inject, load both, SECOND_STEPS steps,
-        final weights to DIR/final.npz
+        final weights to DIR/final.npz. SECOND_MODEL "unbuilt": the model of both phases
+        is a Sequential without an input shape (TF checkpoint formats only), built in the
+        first before its weights are set, and in the second (a fresh one) without weights
+        until its first step, so the checkpoint's restore waits for the weights and slow copies.
 FORMAT: tf_weights, checkpoint (TensorFlow only), h5_and_state_file (weights + state
 file), keras3_weights_and_state_file (Keras 3: its .weights.h5 also holds the
 optimizer's variables, which load into an optimizer built before load_weights).
@@ -24,6 +27,7 @@ from harness import configure_mode
 
 MODE, FORMAT, OPTIMIZER, PHASE, DIR = sys.argv[1:6]
 OPTIMIZER_STATE = sys.argv[6] if len(sys.argv) > 6 else "keep"
+SECOND_MODEL = sys.argv[7] if len(sys.argv) > 7 else "built"
 configure_mode(MODE)
 
 import harness  # noqa: E402  (after configure_mode)
@@ -64,18 +68,34 @@ def load(model, la):
         la.load(os.path.join(DIR, "lookahead_state"))
 
 
+def unbuilt_mlp():
+    """``harness.mlp``'s layers without an input shape: no weights until the first step."""
+    layers = harness.keras.layers
+    model = harness.keras.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(1)])
+    model.compile(optimizer=harness.optimizer(OPTIMIZER), loss="mse")
+    assert not model.built
+    return model
+
+
 def main():
     harness.fresh_session()
     steps = batches()
     if PHASE == "first":
-        model = harness.mlp(OPTIMIZER, harness.start_weights())
+        if SECOND_MODEL == "built":
+            model = harness.mlp(OPTIMIZER, harness.start_weights())
+        else:
+            # The same model in both processes, as a user's script resumes itself (TF 1.x
+            # Keras restores a Sequential's layers by their index among its layers).
+            model = unbuilt_mlp()
+            model.build((None, harness.N_IN))
+            model.set_weights([np.asarray(w, "float32") for w in harness.start_weights()])
         la = inject(model, k=K, alpha=ALPHA, optimizer_state=OPTIMIZER_STATE)
         for bx, by in steps[:FIRST_STEPS]:
             model.train_on_batch(bx, by)
         save(model, la)
         np.savez(os.path.join(DIR, "cache_saved.npz"), *la.get_state()["momentum_cache"])
     else:
-        model = harness.mlp(OPTIMIZER)
+        model = harness.mlp(OPTIMIZER) if SECOND_MODEL == "built" else unbuilt_mlp()
         la = inject(model, k=K, alpha=ALPHA, optimizer_state=OPTIMIZER_STATE)
         load(model, la)
         np.savez(os.path.join(DIR, "cache_loaded.npz"), *la.get_state()["momentum_cache"])

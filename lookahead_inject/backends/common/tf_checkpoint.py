@@ -28,6 +28,7 @@ class Checkpointed(object):
         self.holder.step = step
         self._extra = {}
         self._batch = None      # within same_weights: {"positions": ...} once read
+        self._restored = set()  # ids of the copies a pending restore filled when added
 
     @contextlib.contextmanager
     def same_weights(self):
@@ -45,7 +46,10 @@ class Checkpointed(object):
             self._batch = None
 
     def add(self, weight, slow, kind="slow"):
-        """``kind`` "slow" or "momentum" (optimizer_state="pullback")."""
+        """``kind`` "slow" or "momentum" (optimizer_state="pullback"). A checkpoint loaded
+        before the copy existed (a model without weights at inject, then TF-format
+        ``load_weights``, ``tf.train.Checkpoint.restore`` or ``BackupAndRestore``) fills it
+        here: see ``restored``."""
         if self._batch is None:
             positions = _positions(self.model.weights)
         else:
@@ -57,9 +61,18 @@ class Checkpointed(object):
         else:           # a variable a custom train_step trains beside the model's own
             self._extra[kind] = self._extra.get(kind, -1) + 1
             name = "{}_extra_{}".format(kind, self._extra[kind])
-        # Setting an attribute of a tracked Module also restores it from a
-        # checkpoint whose restore is still pending (load_weights before the first step).
+        # Setting an attribute of a tracked Module also restores it from a checkpoint
+        # whose restore is still pending for that name: Trackable._deferred_dependencies
+        # (TF 1.14 - 2.21) holds those, and setattr takes the name's out of it.
+        if name in self.holder._deferred_dependencies:
+            self._restored.add(id(slow))
         setattr(self.holder, name, slow)
+
+    def restored(self, slow):
+        """Whether a checkpoint filled ``slow`` when it was added: its value is the
+        checkpoint's, not to be taken from its weight again (the join,
+        ``LookaheadVariables.prepare``)."""
+        return id(slow) in self._restored
 
     def track(self):
         # Trackable._track_trackable (TF 1.14 - 2.21, Keras 2 and 3 on TF) adds a
@@ -88,5 +101,25 @@ class NotCheckpointed(object):
         pass
 
     @staticmethod
+    def restored(slow):
+        return False
+
+    @staticmethod
     def same_weights():
         return contextlib.nullcontext()
+
+
+class CheckpointedStore(object):
+    """What the TF backends' stores of slow copies (the graph family's ``GraphStore``,
+    the hook family's ``EagerStore``) share: their copies ride in ``checkpointed``."""
+
+    def __init__(self, checkpointed):
+        self.checkpointed = checkpointed
+
+    def making_slow_copies(self):
+        """Around making several slow copies at once (the model's weights stay as they are)."""
+        return self.checkpointed.same_weights()
+
+    def restored(self, slow):
+        """Whether a checkpoint filled the slow copy ``slow`` when it was made."""
+        return self.checkpointed.restored(slow)

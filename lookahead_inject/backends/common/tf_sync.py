@@ -33,7 +33,8 @@ class LookaheadVariables(lookahead_state.LookaheadState):
     ``weight``, ``tf_variable(weight)`` is the TF variable behind what the
     optimizer is handed, ``read`` / ``write`` move values now (not in a step),
     ``run(key, build)`` runs the ops ``build()`` makes, now (``make_flag()``: eagerly only),
-    ``making_slow_copies()`` is a context around making several at once.
+    ``making_slow_copies()`` is a context around making several at once,
+    ``restored(slow)`` whether a TF checkpoint filled a slow copy as it was made.
     The graph family's store is ``graph._train_function.GraphStore``, the hook family's
     ``tf_hook._optimizer_hook.EagerStore``.
     ``optimizer_state`` is what a sync does to the optimizer's own state
@@ -92,20 +93,27 @@ class LookaheadVariables(lookahead_state.LookaheadState):
         """Called where a training step of ``weights`` is built, before it first runs;
         returns the weights that join (no current slow copy: never trained, or frozen
         at a ``compile()`` since), once: their slow copies are made here, to be filled
-        by the caller (``take_slow`` now, or the step: ``join_op``).
+        by the caller (``take_slow`` now, or the step: ``start_op``).
         """
         weights = list(weights)
         joining = lookahead_state.joining(self._current.values(), weights)
-        self._made(joining)
+        restored = self._made(joining)
         self._current.update((id(w), w) for w in joining)
         self.trained = weights
-        return joining
+        # A copy a checkpoint filled as it was made (a model that had no weights at inject,
+        # resumed from a TF checkpoint) holds the slow weight it saved, not to be
+        # overwritten by the fast weight.
+        return [w for w in joining if id(w) not in restored]
 
     def _made(self, weights):
-        """Every one of ``weights`` has its slow copy (made now where it had none)."""
+        """Every one of ``weights`` has its slow copy (made now where it had none); returns
+        the ids of those whose copy, made now, a TF checkpoint filled (``store.restored``)."""
+        restored = set()
         with self.store.making_slow_copies():
             for weight in weights:
-                self._entry(weight)
+                if id(weight) not in self._slow and self.store.restored(self._entry(weight)[1]):
+                    restored.add(id(weight))
+        return restored
 
     def take_slow(self, weights):
         """``slow <- fast`` for ``weights``, now."""
@@ -146,45 +154,52 @@ class LookaheadVariables(lookahead_state.LookaheadState):
         return [(self.store.tf_variable(w), self.slow_for(w)) for w in weights]
 
     def start_op(self, weights):
-        """Before a fast step: ``slow <- fast`` if no step was taken yet (state reset to 0),
-        for ``weights`` and every other weight with a current slow copy: one that the
-        first step leaves out still holds, at the first step that trains it, the value
-        it has now."""
-        ids = set(id(w) for w in weights)
-        pairs = self.pairs(list(weights) + [w for i, w in self._current.items() if i not in ids])
+        """Before a fast step of ``weights``, in a traced (or eager) step: ``slow <- fast``
 
-        def take():
-            return self._take_slow_ops(pairs)
+        - for ``weights`` and every other weight with a current slow copy, if no step was
+          taken yet (step 0: after inject, or a state reset to 0); one that the first step
+          leaves out still holds, at the first step that trains it, the value it has now;
+        - else for the weights that join (``prepare``: never trained, or frozen at a
+          ``compile()`` since), at the step's first run only (a one-time flag).
 
+        One Case op for both: a Case takes every variable its branches use as an input of
+        each step, run or not (issue #22, benchmarks/case_inputs.py). In the step, not at
+        trace time: a weight the traced step creates itself (Keras 3 building a model in
+        its first step) has no value before it runs. Every trace of one step gets the same
+        join: ``tf.function`` traces a step that creates variables (optimizer slots, the
+        flag) twice and runs the second. Eagerly this runs at every step: the join is
+        decided again only when the step's weights differ from the last step's (or a
+        ``compile()`` came between).
+        """
         def start():
-            return _run_if(tf.equal(self.step.read_value(), 0), take, refs=_has_refs(pairs),
-                           captures=_variables(pairs, [self.step]))
+            joining, pending = self._joining(weights)
+            ids = set(id(w) for w in weights)
+            pairs = self.pairs(list(weights) + [w for i, w in self._current.items()
+                                                if i not in ids])
+            step_is_0 = tf.equal(self.step.read_value(), 0)
+            if pending is None:
+                return _run_if(step_is_0, lambda: self._take_slow_ops(pairs),
+                               refs=_has_refs(pairs), captures=_variables(pairs, [self.step]))
+
+            def take_all():
+                return self._take_slow_ops(pairs, [pending.assign(False)])
+
+            def take_joining():
+                return self._take_slow_ops(joining, [pending.assign(False)])
+            # The branch index: 0 takes nothing, 1 every copy (step 0), 2 the joining ones.
+            index = tf.where(step_is_0, 1, tf.where(pending.read_value(), 2, 0))
+            return _switch_case(index, [_nothing, take_all, take_joining],
+                                captures=_variables(pairs, [self.step, pending]))
         return once_for_all_replicas(start)
 
-    def join_op(self, weights):
-        """In a traced (or eager) step of ``weights``: ``slow <- fast`` for the weights
-        that join, at the step's first run only (a one-time flag).
-
-        In the step, not at trace time: a weight the traced step creates itself
-        (Keras 3 building a model in its first step) has no value before it runs.
-        Every trace of one step gets the same join: ``tf.function`` traces a step
-        that creates variables (optimizer slots, the flag) twice and runs the second.
-        Eagerly this runs at every step: the join is decided again only when the
-        step's weights differ from the last step's (or a ``compile()`` came between).
-        """
-        def join():
-            key = tuple(id(w) for w in weights)
-            if self._join is None or self._join[0] != key:
-                joining = self.prepare(weights)
-                self._join = (key, self.pairs(joining), self.store.make_flag() if joining else None)
-            _, pairs, pending = self._join
-            if pending is None:
-                return _nothing()
-
-            def take():
-                return self._take_slow_ops(pairs, [pending.assign(False)])
-            return _run_if(pending.read_value(), take, captures=_variables(pairs, [pending]))
-        return once_for_all_replicas(join)
+    def _joining(self, weights):
+        """(the (fast, slow) pairs of the weights that join at a step of ``weights``, the
+        one-time flag that says they are still to be taken) or ((), None): none join."""
+        key = tuple(id(w) for w in weights)
+        if self._join is None or self._join[0] != key:
+            joining = self.prepare(weights)
+            self._join = (key, self.pairs(joining), self.store.make_flag() if joining else None)
+        return self._join[1:]
 
     def _take_slow_ops(self, pairs, also=()):
         """The ops ``slow <- fast`` for ``pairs`` (and ``also``), in a step."""

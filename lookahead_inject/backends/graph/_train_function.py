@@ -18,7 +18,7 @@ from ...errors import ModelNotReadyError
 from .. import Backend
 from ..common import estimator, h5_files, horovod, optimizer_slots, tf_checkpoint
 from ..common.attachment import Attachment, all_or_nothing, follow_compile, trainable_weights
-from ..common.tf_checkpoint import Checkpointed
+from ..common.tf_checkpoint import Checkpointed, CheckpointedStore
 from ..common.tf_sync import LookaheadVariables, slow_name
 from ._loss_scale import sync_inside_applied_step
 
@@ -51,7 +51,7 @@ def keras_graph(K):
     return get_graph() if get_graph else tf.compat.v1.get_default_graph()
 
 
-class GraphStore(object):
+class GraphStore(CheckpointedStore):
     """Slow copies as Keras variables of the model's graph; values moved by session runs.
 
     Slow copies start as zeros, not as ``K.variable(p)``: the blog's initial
@@ -63,7 +63,8 @@ class GraphStore(object):
     """
 
     def __init__(self, K, graph, checkpointed):
-        self.K, self.graph, self.checkpointed = K, graph, checkpointed
+        super().__init__(checkpointed)
+        self.K, self.graph = K, graph
         self._ops = {}
 
     def make_slow(self, weight, kind="slow"):
@@ -72,10 +73,6 @@ class GraphStore(object):
                                    dtype=weight.dtype.base_dtype, name=slow_name(weight, kind))
         self.checkpointed.add(weight, slow, kind)
         return slow
-
-    def making_slow_copies(self):
-        """Around making several slow copies at once (the model's weights stay as they are)."""
-        return self.checkpointed.same_weights()
 
     @staticmethod
     def tf_variable(weight):

@@ -19,11 +19,11 @@ import tensorflow as tf
 from ..common import estimator, horovod, optimizer_slots
 from ..common.attachment import Attachment, all_or_nothing, follow_compile, trainable_weights
 from ..common.optimizer_chain import check_not_hooked, innermost
-from ..common.tf_checkpoint import Checkpointed
+from ..common.tf_checkpoint import Checkpointed, CheckpointedStore
 from ..common.tf_sync import LookaheadVariables, slow_name
 
 
-class EagerStore(object):
+class EagerStore(CheckpointedStore):
     """Slow copies as ``tf.Variable``s made eagerly, in the model's strategy; values
     moved eagerly, also from inside a traced step (``tf.init_scope``).
 
@@ -33,7 +33,8 @@ class EagerStore(object):
     """
 
     def __init__(self, strategy, tf_variable, checkpointed):
-        self.strategy, self.tf_variable, self.checkpointed = strategy, tf_variable, checkpointed
+        super().__init__(checkpointed)
+        self.strategy, self.tf_variable = strategy, tf_variable
 
     def make_slow(self, weight, kind="slow"):
         fast = self.tf_variable(weight)
@@ -44,12 +45,9 @@ class EagerStore(object):
             with device:
                 slow = tf.Variable(tf.zeros(fast.shape, fast.dtype), trainable=False,
                                    name=slow_name(fast, kind))
-        self.checkpointed.add(weight, slow, kind)
+            # Eagerly too: a pending checkpoint restore fills the copy as it is added.
+            self.checkpointed.add(weight, slow, kind)
         return slow
-
-    def making_slow_copies(self):
-        """Around making several slow copies at once (the model's weights stay as they are)."""
-        return self.checkpointed.same_weights()
 
     def make_flag(self):
         with tf.init_scope(), _scope(self.strategy):
@@ -105,7 +103,6 @@ def lookahead_step(variables, trained, apply, update_count=None, optimizer=None)
     """
     # Runs once per trace (every step when run eagerly): weights this step
     # trains for the first time take their slow copies at its first run.
-    variables.join_op(trained)
     variables.start_op(trained)
     before = update_count() if update_count else None
     result = apply()
