@@ -9,9 +9,12 @@ Variants, each built afresh in every round, each fit timed between two plain fit
   plain     the compiled model as it is
   inject    lookahead_inject.inject(model)
   inject reset / inject pullback   the same with optimizer_state="reset" / "pullback"
+  inject, no input shape   (dense82) inject on the model built without an input shape
             (the optimizer's momentum zeroed / pulled back at each sync)
   blog      the blog's wrapper as written (a Python function around the train function,
             two extra session runs every k steps); graph mode only
+  LookaheadOptimizer   model.compile(optimizer=LookaheadOptimizer(<the plain optimizer>))
+            (Keras 2 on TF 2 eager, tf-keras, Keras 3)
   callback  a Keras callback doing Lookahead with get/set of the weights after each batch
   tfa       tensorflow_addons.optimizers.Lookahead around the optimizer, where it installs
   plain, 2nd instance   a control: another plain model (instance-to-instance noise)
@@ -137,15 +140,18 @@ def optimizer(spec=None):
     return module.SGD(learning_rate=0.01, momentum=0.9)
 
 
-def build(sizes, opt=None):
+def build(sizes, opt=None, input_shape=True):
+    """``input_shape=False``: dense82 without one (no weights until its first step)."""
     if STRATEGY is not None:
         with STRATEGY.scope():
-            return _build(sizes, opt)
-    return _build(sizes, opt)
+            return _build(sizes, opt, input_shape)
+    return _build(sizes, opt, input_shape)
 
 
-def _build(sizes, opt):
-    if is_big(sizes):
+def _build(sizes, opt, input_shape):
+    if not input_shape:
+        model = dense82(input_shape=False)
+    elif is_big(sizes):
         model = BIG_MODELS[sizes]()
     else:
         first = ([keras.Input((sizes[0],)), keras.layers.Dense(sizes[1], activation="relu")]
@@ -206,9 +212,11 @@ def attention(h):
     return keras.layers.Dense(BERT_WIDTH)(keras.layers.Lambda(attend)([q, k, v]))
 
 
-def dense82():
+def dense82(input_shape=True):
     layers = [keras.layers.Dense(64, activation="relu") for _ in range(81)]
     layers.append(keras.layers.Dense(64))
+    if not input_shape:
+        return keras.Sequential(layers)
     if KERAS3:
         return keras.Sequential([keras.Input((64,))] + layers)
     layers[0] = keras.layers.Dense(64, activation="relu", input_shape=(64,))
@@ -409,11 +417,22 @@ def has_optax():
         return False
 
 
-def variants():
+def optimizer_form():
+    """``lookahead_inject.LookaheadOptimizer`` where this Keras has one (Keras 2 on TF 2
+    eager, Keras 3), else None (TF 1.x and graph mode: inject only)."""
+    if GRAPH:
+        return None
+    try:
+        return lookahead_inject.LookaheadOptimizer
+    except lookahead_inject.UnsupportedEnvironmentError:
+        return None
+
+
+def variants(model_name):
     out = {"plain": lambda sizes: (build(sizes), [])}
 
-    def injected(sizes, optimizer_state="keep"):
-        model = build(sizes)
+    def injected(sizes, optimizer_state="keep", input_shape=True):
+        model = build(sizes, input_shape=input_shape)
         start = time.perf_counter()
         lookahead = lookahead_inject.inject(model, k=K_STEPS, alpha=ALPHA,
                                             optimizer_state=optimizer_state)
@@ -421,6 +440,9 @@ def variants():
     out["inject"] = injected
     out["inject reset"] = lambda sizes: injected(sizes, "reset")
     out["inject pullback"] = lambda sizes: injected(sizes, "pullback")
+    if model_name == "dense82":
+        # Its weights made by the first step, where they join (a one-time flag).
+        out["inject, no input shape"] = lambda sizes: injected(sizes, input_shape=False)
     if GRAPH:
         def blog(sizes):
             model = build(sizes)
@@ -428,6 +450,11 @@ def variants():
             blog_inject(model)
             return model, [], time.perf_counter() - start
         out["blog"] = blog
+    form = optimizer_form()
+    if form is not None:
+        # The same Lookahead compiled in as an optimizer wrapping the plain one.
+        out["LookaheadOptimizer"] = lambda sizes: (
+            build(sizes, form(optimizer(sizes), k=K_STEPS, alpha=ALPHA)), [])
     out["callback"] = lambda sizes: (build(sizes), [CallbackLookahead()])
     # A control: a second plain model, timed like the variants; its ratio (ideally 1.00)
     # shows how far any ratio of the table can be trusted on this machine.
@@ -513,7 +540,7 @@ def _floor_native(weights, repeats):
 def build_all(sizes, batch, x, y, order):
     """Fresh instances of every variant, built and given their first step in ``order``."""
     built, setup, first = {}, {}, {}
-    makers = variants()
+    makers = variants(sizes)
     for variant in order:
         made = makers[variant](sizes)
         model, callbacks = made[0], made[1]
@@ -535,7 +562,7 @@ def measure(sizes, batch, steps):
     in_shape, out_shape = shapes(sizes)
     x = rng.rand(steps * batch, *in_shape).astype("float32")
     y = rng.rand(steps * batch, *out_shape).astype("float32")
-    names = list(variants())
+    names = list(variants(sizes))
     others = names[1:]
     plain_times, ratios = [], {variant: [] for variant in others}
     setups, firsts = {variant: [] for variant in names}, {variant: [] for variant in names}
