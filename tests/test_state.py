@@ -108,12 +108,13 @@ def resume_cases():
         yield fmt, "sgd" if fmt == "h5_and_state_file" else "adam"
 
 
-def resume(fmt, opt, folder, second_model="built"):
-    """Train, save, and resume in a fresh process: resume_worker.py's two phases."""
+def resume(fmt, opt, folder, model="built"):
+    """Train, save, and resume in a fresh process: resume_worker.py's two phases;
+    ``model`` "unbuilt": a Sequential without an input shape."""
     mode = "graph" if harness.GRAPH else "eager"
     for phase in ("first", "second"):
         subprocess.run([sys.executable, os.path.join(WORKERS, "resume_worker.py"), mode, fmt, opt,
-                        phase, str(folder), "keep", second_model],
+                        phase, str(folder), "keep", model],
                        cwd=HERE, check=True, timeout=300)
 
 
@@ -137,7 +138,7 @@ def test_resume_in_a_fresh_process_is_exact(fmt, opt, tmp_path):
 def test_a_model_without_weights_resumes_from_a_tf_checkpoint_exactly(fmt, tmp_path):
     # The checkpoint's restore waits for the weights and the slow copies the first step
     # makes; the slow weights are then the checkpoint's, not the fast ones.
-    resume(fmt, "adam", tmp_path, second_model="unbuilt")
+    resume(fmt, "adam", tmp_path, model="unbuilt")
     assert_resumed_like_uninterrupted("adam", tmp_path)
 
 

@@ -1,13 +1,14 @@
 """One half of a resumed training run, in a process of its own (see test_state.py).
 
-    python resume_worker.py MODE FORMAT OPTIMIZER PHASE DIR [OPTIMIZER_STATE [SECOND_MODEL]]
+    python resume_worker.py MODE FORMAT OPTIMIZER PHASE DIR [OPTIMIZER_STATE [MODEL]]
 
 first:  the start weights, inject, FIRST_STEPS steps, save model and Lookahead state
 second: a fresh model (other random weights), compile, inject, load both, SECOND_STEPS steps,
-        final weights to DIR/final.npz. SECOND_MODEL "unbuilt": the model of both phases
-        is a Sequential without an input shape (TF checkpoint formats only), built in the
-        first before its weights are set, and in the second (a fresh one) without weights
-        until its first step, so the checkpoint's restore waits for the weights and slow copies.
+        final weights to DIR/final.npz.
+MODEL "built" (harness.mlp) or "unbuilt": the model of both phases is a Sequential without an
+input shape (TF checkpoint formats only), built in the first before its weights are set, and
+in the second (a fresh one) without weights until its first step, so the checkpoint's
+restore waits for the weights and slow copies.
 FORMAT: tf_weights, checkpoint (TensorFlow only), h5_and_state_file (weights + state
 file), keras3_weights_and_state_file (Keras 3: its .weights.h5 also holds the
 optimizer's variables, which load into an optimizer built before load_weights).
@@ -27,7 +28,7 @@ from harness import configure_mode
 
 MODE, FORMAT, OPTIMIZER, PHASE, DIR = sys.argv[1:6]
 OPTIMIZER_STATE = sys.argv[6] if len(sys.argv) > 6 else "keep"
-SECOND_MODEL = sys.argv[7] if len(sys.argv) > 7 else "built"
+UNBUILT = len(sys.argv) > 7 and sys.argv[7] == "unbuilt"
 configure_mode(MODE)
 
 import harness  # noqa: E402  (after configure_mode)
@@ -81,7 +82,7 @@ def main():
     harness.fresh_session()
     steps = batches()
     if PHASE == "first":
-        if SECOND_MODEL == "built":
+        if not UNBUILT:
             model = harness.mlp(OPTIMIZER, harness.start_weights())
         else:
             # The same model in both processes, as a user's script resumes itself (TF 1.x
@@ -95,7 +96,7 @@ def main():
         save(model, la)
         np.savez(os.path.join(DIR, "cache_saved.npz"), *la.get_state()["momentum_cache"])
     else:
-        model = harness.mlp(OPTIMIZER) if SECOND_MODEL == "built" else unbuilt_mlp()
+        model = unbuilt_mlp() if UNBUILT else harness.mlp(OPTIMIZER)
         la = inject(model, k=K, alpha=ALPHA, optimizer_state=OPTIMIZER_STATE)
         load(model, la)
         np.savez(os.path.join(DIR, "cache_loaded.npz"), *la.get_state()["momentum_cache"])
