@@ -64,7 +64,7 @@ class Checkpointed(object):
         # Setting an attribute of a tracked Module also restores it from a checkpoint
         # whose restore is still pending for that name: Trackable._deferred_dependencies
         # (TF 1.14 - 2.21) holds those, and setattr takes the name's out of it.
-        if name in self.holder._deferred_dependencies:
+        if _restores_now(self.holder._deferred_dependencies.get(name, ())):
             self._restored.add(id(slow))
         setattr(self.holder, name, slow)
 
@@ -82,6 +82,20 @@ class Checkpointed(object):
     def untrack(self):
         self.model._track_trackable(tf.Module(name=CHECKPOINT_NAME), name=CHECKPOINT_NAME,
                                     overwrite=True)
+
+
+def _restores_now(pending):
+    """Whether the pending restores of a name (``CheckpointPosition``s) write the variable
+    as it is tracked: eagerly they do; in a graph only a restore that runs its new ops as
+    they come (Keras' TF-format ``load_weights``: ``new_restore_ops_callback``, TF 1.14 -
+    2.21). A graph's ``tf.train.Checkpoint.restore`` leaves them to a later
+    ``run_restore_ops()``, which may never come: such a copy joins as if none were pending."""
+    if not pending:
+        return False
+    if tf.executing_eagerly():
+        return True
+    return any(getattr(position.checkpoint, "new_restore_ops_callback", None) is not None
+               for position in pending)
 
 
 def _positions(weights):
