@@ -9,8 +9,8 @@ Variants, each built afresh in every round, each fit timed between two plain fit
   plain     the compiled model as it is
   inject    lookahead_inject.inject(model)
   inject reset / inject pullback   the same with optimizer_state="reset" / "pullback"
-  inject, no input shape   (dense82) inject on the model built without an input shape
             (the optimizer's momentum zeroed / pulled back at each sync)
+  inject, no input shape   (dense82) inject on the model built without an input shape
   blog      the blog's wrapper as written (a Python function around the train function,
             two extra session runs every k steps); graph mode only
   LookaheadOptimizer   model.compile(optimizer=LookaheadOptimizer(<the plain optimizer>))
@@ -428,7 +428,8 @@ def optimizer_form():
         return None
 
 
-def variants(model_name):
+def variants(spec):
+    """{name: maker(sizes)} of the variants run on the model ``spec`` (a name or sizes)."""
     out = {"plain": lambda sizes: (build(sizes), [])}
 
     def injected(sizes, optimizer_state="keep", input_shape=True):
@@ -440,7 +441,7 @@ def variants(model_name):
     out["inject"] = injected
     out["inject reset"] = lambda sizes: injected(sizes, "reset")
     out["inject pullback"] = lambda sizes: injected(sizes, "pullback")
-    if model_name == "dense82":
+    if spec == "dense82":
         # Its weights made by the first step, where they join (a one-time flag).
         out["inject, no input shape"] = lambda sizes: injected(sizes, input_shape=False)
     if GRAPH:
