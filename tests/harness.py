@@ -473,3 +473,23 @@ def learning_rate(model):
     # Keras 2.2 names it lr only.
     rate = optimizer.learning_rate if hasattr(optimizer, "learning_rate") else optimizer.lr
     return float(get_values([rate])[0])
+
+
+def resume_in_fresh_processes(fmt, opt, folder, optimizer_state="keep", model="built"):
+    """Train, save, and resume in fresh processes: workers/resume_worker.py's two phases
+    (its docstring says what each does; ``model`` "unbuilt": a Sequential without an
+    input shape)."""
+    import subprocess
+    import sys
+    from common import WORKERS
+    mode = "graph" if GRAPH else "eager"
+    for phase in ("first", "second"):
+        subprocess.run([sys.executable, os.path.join(WORKERS, "resume_worker.py"), mode, fmt, opt,
+                        phase, str(folder), optimizer_state, model],
+                       cwd=os.path.dirname(os.path.abspath(__file__)), check=True, timeout=300)
+
+
+def resumed_weights(folder):
+    """(the resumed run's final weights, its Lookahead step), as resume_worker.py wrote them."""
+    with np.load(os.path.join(str(folder), "final.npz")) as final:
+        return [final["arr_{}".format(i)] for i in range(4)], int(final["step"])

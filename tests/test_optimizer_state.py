@@ -4,10 +4,6 @@ Each option against its numpy reference (reference.LookaheadSim), step by step t
 refusals at inject; the choice and the momentum copies in the state, across processes.
 """
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -17,9 +13,7 @@ import reference
 from lookahead_inject import (InvalidArgumentError, Lookahead, ModelNotReadyError,
                               OptimizerStateError, inject)
 from lookahead_inject.rule import numpy_rule
-from common import WORKERS, expected
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from common import expected
 
 
 @pytest.fixture(autouse=True)
@@ -229,20 +223,15 @@ def resume_formats():
 
 
 def resume(fmt, option, tmp_path):
-    mode = "graph" if harness.GRAPH else "eager"
-    for phase in ("first", "second"):
-        subprocess.run([sys.executable, os.path.join(WORKERS, "resume_worker.py"), mode, fmt,
-                        "momentum", phase, str(tmp_path), option],
-                       cwd=HERE, check=True, timeout=300)
+    harness.resume_in_fresh_processes(fmt, "momentum", tmp_path, optimizer_state=option)
 
 
 @pytest.mark.parametrize("fmt", resume_formats())
 @pytest.mark.parametrize("option", ["reset", "pullback"])
 def test_resume_in_a_fresh_process_is_exact(fmt, option, tmp_path):
     resume(fmt, option, tmp_path)
-    with np.load(str(tmp_path / "final.npz")) as final:
-        got = [final["arr_{}".format(i)] for i in range(4)]
-        assert int(final["step"]) == 9
+    got, step = harness.resumed_weights(tmp_path)
+    assert step == 9
     want = expected("momentum", 3, 0.5, *harness.data(), steps=9, optimizer_state=option)[-1]
     harness.assert_trajectories_equal([got], [want], atol=1e-6)
 

@@ -3,8 +3,6 @@ the slow weights in use, interrupted training."""
 
 import gc
 import os
-import subprocess
-import sys
 import weakref
 
 import numpy as np
@@ -13,9 +11,7 @@ import pytest
 import harness
 import reference
 from lookahead_inject import InvalidArgumentError, inject
-from common import WORKERS, expected
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from common import expected
 
 
 def test_get_state_holds_step_slow_weights_k_and_alpha():
@@ -108,28 +104,17 @@ def resume_cases():
         yield fmt, "sgd" if fmt == "h5_and_state_file" else "adam"
 
 
-def resume(fmt, opt, folder, model="built"):
-    """Train, save, and resume in a fresh process: resume_worker.py's two phases;
-    ``model`` "unbuilt": a Sequential without an input shape."""
-    mode = "graph" if harness.GRAPH else "eager"
-    for phase in ("first", "second"):
-        subprocess.run([sys.executable, os.path.join(WORKERS, "resume_worker.py"), mode, fmt, opt,
-                        phase, str(folder), "keep", model],
-                       cwd=HERE, check=True, timeout=300)
-
-
 def assert_resumed_like_uninterrupted(opt, folder):
     """The resumed run's final weights and step are numpy Lookahead's after all 9 steps."""
-    with np.load(str(folder / "final.npz")) as final:
-        got = [final["arr_{}".format(i)] for i in range(4)]
-        assert int(final["step"]) == 9
+    got, step = harness.resumed_weights(folder)
+    assert step == 9
     want = expected(opt, 3, 0.5, *harness.data(), steps=9)[-1]
     harness.assert_trajectories_equal([got], [want], atol=1e-6)
 
 
 @pytest.mark.parametrize("fmt,opt", list(resume_cases()))
 def test_resume_in_a_fresh_process_is_exact(fmt, opt, tmp_path):
-    resume(fmt, opt, tmp_path)
+    harness.resume_in_fresh_processes(fmt, opt, tmp_path)
     assert_resumed_like_uninterrupted(opt, tmp_path)
 
 
@@ -138,7 +123,7 @@ def test_resume_in_a_fresh_process_is_exact(fmt, opt, tmp_path):
 def test_a_model_without_weights_resumes_from_a_tf_checkpoint_exactly(fmt, tmp_path):
     # The checkpoint's restore waits for the weights and the slow copies the first step
     # makes; the slow weights are then the checkpoint's, not the fast ones.
-    resume(fmt, "adam", tmp_path, model="unbuilt")
+    harness.resume_in_fresh_processes(fmt, "adam", tmp_path, model="unbuilt")
     assert_resumed_like_uninterrupted("adam", tmp_path)
 
 
