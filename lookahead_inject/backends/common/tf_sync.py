@@ -108,12 +108,11 @@ class LookaheadVariables(lookahead_state.LookaheadState):
     def _made(self, weights):
         """Every one of ``weights`` has its slow copy (made now where it had none); returns
         the ids of those whose copy, made now, a TF checkpoint filled (``store.restored``)."""
-        restored = set()
+        new = [w for w in weights if id(w) not in self._slow]
         with self.store.making_slow_copies():
             for weight in weights:
-                if id(weight) not in self._slow and self.store.restored(self._entry(weight)[1]):
-                    restored.add(id(weight))
-        return restored
+                self._entry(weight)
+        return set(id(w) for w in new if self.store.restored(self.slow_for(w)))
 
     def take_slow(self, weights):
         """``slow <- fast`` for ``weights``, now."""
