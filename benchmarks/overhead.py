@@ -335,7 +335,7 @@ class JaxLoop(object):
         import jax
         import jax.numpy as jnp
         import optax
-        self.model = model = _build(spec, None)
+        self.model = model = _build(spec, None, True)
         inner = optax.adam(1e-3) if is_big(spec) else optax.sgd(0.01, momentum=0.9)
         self.lookahead = lookahead
         tx = optax.lookahead(inner, K_STEPS, ALPHA) if lookahead else inner
@@ -391,7 +391,7 @@ class TorchLoop(object):
 
     def __init__(self, spec, lookahead):
         import torch
-        self.model = model = _build(spec, None)
+        self.model = model = _build(spec, None, True)
         parameters = [v.value for v in model.trainable_variables]
         inner = (torch.optim.Adam(parameters, lr=1e-3) if is_big(spec)
                  else torch.optim.SGD(parameters, lr=0.01, momentum=0.9))

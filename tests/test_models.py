@@ -98,13 +98,16 @@ def test_class_weight():
 
 
 def test_a_model_of_many_weight_tensors_matches_hand_lookahead():
-    # 13 Dense layers, 26 tensors: on JAX the slow copies of one dtype share arrays of 8
+    # 14 Dense layers, 28 tensors: on JAX the slow copies of one dtype share arrays of 8
     # weights each (keras3_jax._Jax.PACKED), so a weight's copy sits in any of 4 arrays
-    # and at any position in one; a 3-layer model has them all in the first.
+    # and at any position in one; a 3-layer model has them all in the first. The two
+    # kernels of 6 x 2800 elements have an array each (keras3_jax._Jax.ALONE).
     def build():
         model = harness.keras.Sequential(
             [layers.Dense(6, activation="tanh", input_shape=(harness.N_IN,))]
-            + [layers.Dense(6, activation="tanh") for _ in range(11)] + [layers.Dense(1)])
+            + [layers.Dense(6, activation="tanh") for _ in range(5)]
+            + [layers.Dense(2800, activation="tanh")]
+            + [layers.Dense(6, activation="tanh") for _ in range(6)] + [layers.Dense(1)])
         model.compile(optimizer=harness.optimizer(harness.twin_safe("adam")), loss="mse")
         return model
     x, y = harness.data()

@@ -93,6 +93,8 @@ class Platform(object):
     #: How many weights' slow copies (of one dtype) share an array (``Segment``); 0: none,
     #: each copy is a variable shaped like its weight.
     PACKED = 0
+    #: Where PACKED: a weight of at least this many elements has an array of its own.
+    ALONE = 0
 
     @staticmethod
     def sync_state(model):
@@ -267,12 +269,8 @@ class NativeLookahead(lookahead_state.LookaheadState):
 
     def repacked(self, packed_values, weights, slow_values):
         """``packed_values`` with the slow copies of ``weights`` set to ``slow_values``."""
-        packed_values = list(packed_values)
-        for weight, value in zip(weights, slow_values):
-            segment = self.slow_for(weight)
-            packed_values[segment.position] = segment.into(packed_values[segment.position],
-                                                           value)
-        return packed_values
+        return replaced_in_packed([self.slow_for(w) for w in weights], slow_values,
+                                  packed_values)
 
     # -- the optimizer's variables ---------------------------------------------
 
@@ -318,17 +316,22 @@ class NativeLookahead(lookahead_state.LookaheadState):
 
     def _pack(self, optimizer, weights, values):
         """The slow copies of ``weights`` (their ``values``) packed per dtype, at most
-        ``platform.PACKED`` to an array: every array in a JAX step's state costs its
-        dispatch, and every copy in one array costs XLA's compile of the sync more than
-        the one before (benchmarks/RESULTS.md, "Design notes from measurements")."""
-        groups, most = {}, self.platform.PACKED
+        ``platform.PACKED`` to an array, and a weight of ``platform.ALONE`` elements or more
+        in an array of its own: every array in a JAX step's state costs its dispatch, every
+        copy in one array costs XLA's compile of the sync more, and a big weight costs the
+        sync of a shared array more than its own array's dispatch (benchmarks/RESULTS.md,
+        "Design notes from measurements")."""
+        groups, most, alone = {}, self.platform.PACKED, []
         for i, weight in enumerate(weights):
-            groups.setdefault(str(_dtype(weight)), []).append(i)
-        arrays = [(dtype, indices[start:start + most])
-                  for dtype, indices in sorted(groups.items())
-                  for start in range(0, len(indices), most)]
+            if _size(weight) >= self.platform.ALONE:
+                alone.append((str(_dtype(weight)), [i]))
+            else:
+                groups.setdefault(str(_dtype(weight)), []).append(i)
+        arrays = alone + [(dtype, indices[start:start + most])
+                          for dtype, indices in sorted(groups.items())
+                          for start in range(0, len(indices), most)]
         for dtype, indices in arrays:
-            size = sum(int(np.prod(weights[i].shape, dtype=np.int64)) for i in indices)
+            size = sum(_size(weights[i]) for i in indices)
             array = optimizer.add_variable((size,), initializer="zeros", dtype=dtype,
                                            name="lookahead_slow_" + dtype)
             array.assign(np.concatenate([np.asarray(values[i], dtype).reshape(-1)
@@ -418,16 +421,49 @@ class NativeLookahead(lookahead_state.LookaheadState):
 
 def pulled_into_segments(segments, fast, packed_values, alpha):
     """(fast, packed values) after a sync of the weights whose values are ``fast`` and
-    whose slow copies are ``segments`` of ``packed_values``: each weight is pulled and
-    written into its segment in turn, which XLA does in place (reading every segment
-    before writing any copies the packed arrays: benchmarks/RESULTS.md, "Design notes
-    from measurements")."""
-    fast, packed_values = list(fast), list(packed_values)
+    whose slow copies are ``segments`` of ``packed_values``. The rule runs once per packed
+    array, against its weights laid end to end (a segment of a weight not in the step
+    laid as it is, which the rule leaves unchanged), and each weight takes its segment of
+    the result: XLA fuses that into one pass that writes the array in place, and compiles
+    it faster than a pull and a dynamic update slice per weight (benchmarks/RESULTS.md,
+    "Design notes from measurements")."""
+    placed = {}
     for i, segment in enumerate(segments):
-        j = segment.position
-        fast[i] = ops_rule.pull([fast[i]], [segment.of(packed_values[j])], alpha)[0]
-        packed_values[j] = segment.into(packed_values[j], fast[i])
+        placed.setdefault(segment.position, []).append((segment, i))
+    fast, packed_values = list(fast), list(packed_values)
+    for j, pairs in placed.items():
+        laid = _laid_end_to_end(packed_values[j], [(segment, fast[i]) for segment, i in pairs])
+        packed_values[j] = ops_rule.pull([laid], [packed_values[j]], alpha)[0]
+        for segment, i in pairs:
+            fast[i] = segment.of(packed_values[j])
     return fast, packed_values
+
+
+def replaced_in_packed(segments, values, packed_values):
+    """``packed_values`` with the slow copy in each of ``segments`` replaced by its value
+    in ``values``: each array written as one concatenation of its pieces in order, the
+    rest of it sliced out as it was (one write per array, which XLA compiles faster than a
+    dynamic update slice per weight)."""
+    placed = {}
+    for segment, value in zip(segments, values):
+        placed.setdefault(segment.position, []).append((segment, value))
+    packed_values = list(packed_values)
+    for j, pairs in placed.items():
+        packed_values[j] = _laid_end_to_end(packed_values[j], pairs)
+    return packed_values
+
+
+def _laid_end_to_end(packed_value, pairs):
+    pieces, end = [], 0
+    for segment, value in sorted(pairs, key=lambda pair: pair[0].offset):
+        if segment.offset > end:
+            pieces.append(ops.slice(packed_value, (end,), (segment.offset - end,)))
+        pieces.append(ops.reshape(ops.cast(value, segment.dtype), (segment.size,)))
+        end = segment.offset + segment.size
+    size = int(packed_value.shape[0])
+    if size > end:
+        pieces.append(ops.slice(packed_value, (end,), (size - end,)))
+    return pieces[0] if len(pieces) == 1 else ops.concatenate(pieces)
 
 
 def update_applied(optimizer):
@@ -439,6 +475,10 @@ def update_applied(optimizer):
         return lambda: 1
     before = ops.convert_to_tensor(optimizer.iterations)
     return lambda: ops.cast(ops.not_equal(optimizer.iterations, before), "int32")
+
+
+def _size(variable):
+    return int(np.prod(tuple(variable.shape), dtype=np.int64))
 
 
 def _dtype(variable):

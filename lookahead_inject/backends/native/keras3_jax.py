@@ -31,6 +31,12 @@ class _Jax(_optimizer_variables.Platform):
     #: array of the jitted step's state costs its dispatch, each copy in one array adds to
     #: XLA's compile of the sync (benchmarks/jax_sync_compile.py, issue #22).
     PACKED = 8
+    #: A weight of 16K elements or more has an array of its own. A packed array's sync
+    #: writes it in one pass over its weights laid end to end, which on XLA's CPU backend
+    #: ran as fast as a pass per weight for small weights and up to 100x slower for an
+    #: array of megabytes (the 1.3 M-parameter MLP's); one more array's dispatch is nothing
+    #: beside a weight that size (benchmarks/jax_sync_compile.py).
+    ALONE = 1 << 14
 
     @staticmethod
     def sync_state(model):
