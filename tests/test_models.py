@@ -113,3 +113,26 @@ def test_a_model_of_many_weight_tensors_matches_hand_lookahead():
     x, y = harness.data()
     steps = [lambda m, b=b: m.train_on_batch(*b) for b in harness.epoch_batches(x, y, 3)]
     harness.assert_matches_hand_lookahead(build, steps, k=4, alpha=0.5)
+
+
+
+def test_a_model_as_keras_initialized_it_matches_hand_lookahead():
+    # Weights left as Keras made them (no set_weights), fit's first call: on JAX the
+    # 32 x 600 kernel has an array of its own (keras3_jax._Jax.ALONE), and the start taken
+    # before the first step must not hand the train function the weight's own buffer as
+    # that array as well.
+    def build():
+        model = harness.keras.Sequential(
+            [layers.Dense(600, input_shape=(32,))] + [layers.Dense(16) for _ in range(12)])
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+    model = build()
+    reference_model = build()
+    reference_model.set_weights(model.get_weights())
+    inject(model, k=2, alpha=0.5)
+    rng = np.random.RandomState(0)
+    x, y = rng.rand(32, 32).astype("float32"), rng.rand(32, 16).astype("float32")
+    model.fit(x, y, batch_size=16, shuffle=False, verbose=0)
+    steps = [lambda m, i=i: m.train_on_batch(x[i:i + 16], y[i:i + 16]) for i in (0, 16)]
+    want, _ = harness.keras_lookahead_reference(reference_model, steps, 2, 0.5)
+    harness.assert_trajectories_equal([model.get_weights()], want[-1:])

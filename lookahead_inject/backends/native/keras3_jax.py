@@ -140,7 +140,10 @@ def _started(model, lookahead, state):
     starting = [w for w in lookahead.trained if id(w) in lookahead.host_waiting]
     # A weight that is not the model's (trained by a custom train_step) is not in the
     # state, and fit does not purge its value.
-    values = [weights[id(w)] if id(w) in weights else w.value for w in starting]
+    # Copies: a weight alone in its array (_Jax.ALONE) would otherwise be that array's
+    # value too, one buffer the train function is handed (and donated) twice.
+    values = [jnp.array(weights[id(w)] if id(w) in weights else w.value, copy=True)
+              for w in starting]
     packed_values = [optimizer_values[position[id(array)]] for array in lookahead.packed]
     for array, value in zip(lookahead.packed,
                             lookahead.repacked(packed_values, starting, values)):
