@@ -75,15 +75,8 @@ class Segment(object):
         """This weight's slow copy in a value of the packed array."""
         return ops.reshape(ops.slice(packed_value, (self.offset,), (self.size,)), self.shape)
 
-    def into(self, packed_value, value):
-        """``packed_value`` with this weight's slow copy replaced by ``value``. In place
-        under XLA (a dynamic update slice), unlike a concatenation of the copies
-        (benchmarks/RESULTS.md, "Design notes from measurements")."""
-        return ops.slice_update(packed_value, (self.offset,),
-                                ops.reshape(ops.cast(value, self.dtype), (self.size,)))
-
     def assign(self, value):
-        self.packed.assign(self.into(self.packed.value, value))
+        self.packed.assign(_laid_end_to_end(self.packed.value, [(self, value)]))
 
 
 class Platform(object):
@@ -427,11 +420,8 @@ def pulled_into_segments(segments, fast, packed_values, alpha):
     the result: XLA fuses that into one pass that writes the array in place, and compiles
     it faster than a pull and a dynamic update slice per weight (benchmarks/RESULTS.md,
     "Design notes from measurements")."""
-    placed = {}
-    for i, segment in enumerate(segments):
-        placed.setdefault(segment.position, []).append((segment, i))
     fast, packed_values = list(fast), list(packed_values)
-    for j, pairs in placed.items():
+    for j, pairs in _per_array(segments, range(len(segments))).items():
         laid = _laid_end_to_end(packed_values[j], [(segment, fast[i]) for segment, i in pairs])
         packed_values[j] = ops_rule.pull([laid], [packed_values[j]], alpha)[0]
         for segment, i in pairs:
@@ -444,13 +434,18 @@ def replaced_in_packed(segments, values, packed_values):
     in ``values``: each array written as one concatenation of its pieces in order, the
     rest of it sliced out as it was (one write per array, which XLA compiles faster than a
     dynamic update slice per weight)."""
-    placed = {}
-    for segment, value in zip(segments, values):
-        placed.setdefault(segment.position, []).append((segment, value))
     packed_values = list(packed_values)
-    for j, pairs in placed.items():
+    for j, pairs in _per_array(segments, values).items():
         packed_values[j] = _laid_end_to_end(packed_values[j], pairs)
     return packed_values
+
+
+def _per_array(segments, items):
+    """The (segment, item) pairs of ``segments`` and ``items``, by packed array position."""
+    placed = {}
+    for segment, item in zip(segments, items):
+        placed.setdefault(segment.position, []).append((segment, item))
+    return placed
 
 
 def _laid_end_to_end(packed_value, pairs):
