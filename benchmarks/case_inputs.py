@@ -1,8 +1,9 @@
 """What a step that does not sync pays for the slow copies it is handed (issue #22): a stack
 of Dense(64) layers trained with Adam by TF alone (no Keras), with and without the structure
 inject adds to the step, built from the library's own pieces: ``common.tf_sync``'s unlowered
-Case and its variables found by name (two private names, ``_switch_case`` and
-``_FoundByName``: what is measured is those pieces) and ``tf_sync.pull_together`` (the rule).
+Case and its variables found by name (private names, ``_switch_case``, ``_names`` and
+``_reached``: what is measured is those pieces), ``common.named_variables`` and
+``tf_sync.pull_together`` (the rule).
 
 Variants, each the same training step (forward, gradients, ``tf.compat.v1`` Adam):
   plain           the step alone
@@ -13,9 +14,11 @@ Variants, each the same training step (forward, gradients, ``tf.compat.v1`` Adam
                   weight (``slow += 0.5 (fast - slow)``, ``fast <- slow``): every slow copy
                   and weight is an input of the ``Case`` at every step, as in inject's step;
                   k is larger than the run, so that branch never runs
-  by name         (session mode) the same sync, its branch finding each variable by its
-                  ``shared_name`` (a ``VarHandleOp`` of its own inside the branch), so the
-                  ``Case`` takes no variable as input
+  by name         the same sync, its branch finding each variable it can by its
+                  ``shared_name`` (a ``VarHandleOp`` of its own inside the branch): in a
+                  session every one, so the ``Case`` takes no variable as input; in a
+                  ``tf.function`` the slow copies (``NamedVariable``s, as inject's), so it
+                  takes the weights only, as inject's step does
 ``branch + slow`` minus ``branch`` is what the per-slow-copy inputs cost a step that does not
 sync. Modes: ``function`` (a ``tf.function`` called eagerly, TF 2: the tf2_eager and keras3
 backends' step) and ``session`` (a TF 1 graph run by a session: the graph backends; TF 1.x,
@@ -44,7 +47,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from lookahead_inject.backends.common import tf_sync  # noqa: E402
+from lookahead_inject.backends.common import named_variables, tf_sync  # noqa: E402
 
 WIDTH, BATCH, ALPHA = 64, 64, 0.5
 NEVER = 10 ** 9         # the k of the branch variants: the sync branch never runs
@@ -77,8 +80,12 @@ class Stack(object):
         self.optimizer = tf.compat.v1.train.AdamOptimizer(1e-4)
         self.variant = variant
         self.counter = tf.Variable(0, dtype=tf.int64, name="counter")
-        self.slow = ([tf.Variable(value, name="slow") for value in initial]
-                     if variant in ("branch + slow", "by name") else [])
+        if variant == "by name" and tf.executing_eagerly():
+            self.slow = [named_variables.NamedVariable(value, "slow") for value in initial]
+        elif variant in ("branch + slow", "by name"):
+            self.slow = [tf.Variable(value, name="slow") for value in initial]
+        else:
+            self.slow = []
 
     def loss(self, x, y):
         h = x
@@ -101,6 +108,8 @@ class Stack(object):
         with tf.control_dependencies([update]):
             count = self.counter.assign_add(1)
         phase = tf.cast(tf.math.floormod(count, NEVER), tf.int32)
+        # Decided outside the branch, as inject's step does.
+        self.names = tf_sync._names(list(zip(self.weights, self.slow)), self.weights + self.slow)
         # The library's Case, kept unlowered: its variables are on one device.
         case = tf_sync._switch_case(phase, [self._sync], default=lambda: tf.constant(False),
                                     captures=self.weights + self.slow)
@@ -109,7 +118,7 @@ class Stack(object):
     def _sync(self):
         pairs = list(zip(self.weights, self.slow))
         if self.variant == "by name":
-            pairs = [(tf_sync._FoundByName(f), tf_sync._FoundByName(s)) for f, s in pairs]
+            pairs = tf_sync._reached(pairs, self.names)
         return tf_sync.pull_together(pairs, ALPHA)
 
 
@@ -195,26 +204,25 @@ def main():
     warm.trace()
     warm.run()
 
-    variants = VARIANTS if args.mode == "session" else VARIANTS[:-1]
-    first = first_step_times(runner_class, variants, args.depth, args.first_rounds)
+    first = first_step_times(runner_class, VARIANTS, args.depth, args.first_rounds)
     runners = {}
-    for variant in variants:
+    for variant in VARIANTS:
         runners[variant] = runner_class(args.depth, variant)
         runners[variant].trace()
         for _ in range(3):
             runners[variant].run()
-    ratios = {v: [] for v in variants}
+    ratios = {v: [] for v in VARIANTS}
     plain_ms = []
     for round_ in range(args.rounds):
         seconds = {}
-        for variant in _rotated(variants, round_):
+        for variant in _rotated(VARIANTS, round_):
             runner = runners[variant]
             start = time.perf_counter()
             for _ in range(args.steps):
                 runner.run()
             seconds[variant] = time.perf_counter() - start
         plain_ms.append(1000 * seconds["plain"] / args.steps)
-        for variant in variants:
+        for variant in VARIANTS:
             ratios[variant].append(seconds[variant] / seconds["plain"])
 
     print("TF {} ({} mode), Python {}, {} Dense(64) layers ({} tensors), Adam, batch {}: "
@@ -226,7 +234,7 @@ def main():
     plain_trace = statistics.median(t for t, _ in first["plain"])
     plain_first = statistics.median(r for _, r in first["plain"])
     print("  plain first step: trace {:.2f} s, first run {:.2f} s".format(plain_trace, plain_first))
-    for variant in variants[1:]:
+    for variant in VARIANTS[1:]:
         q1, q3 = np.percentile(ratios[variant], [25, 75])
         trace = statistics.median(t for t, _ in first[variant])
         run = statistics.median(r for _, r in first[variant])

@@ -21,8 +21,10 @@ depths. Each backend counts what its step is made of:
 
 The executed-node counts leave out the nodes that only hand a graph its inputs. In a
 graph the sync's branch finds the weights and slow copies by name, so the step takes none
-of them as input; a traced TF 2 step still takes one per weight and slow copy, which its
-op count sees (a strict xfail: issue #22 is open for it).
+of them as input. In a traced TF 2 step it finds the slow copies by name
+(``common.named_variables``) and takes the weights, which Keras makes anonymous, as inputs
+of its branch ops: the plain step captures them already, so its op count adds none per
+weight, though each branch op still hands one ``_Arg`` per weight to the branch it calls.
 
 Each count is taken at a step that does not sync (k=5; the step after the first, which
 takes the slow copies).
@@ -144,15 +146,6 @@ def test_inject_reads_the_models_weights_as_often_at_40_layers_as_at_10():
 # -- TensorFlow -------------------------------------------------------------------
 
 
-#: Issue #22 is open for TF 2 eager: a traced step that does not sync still takes one input
-#: per weight and slow copy (the Case op's captured handles, an _Arg each), though it runs
-#: no per-weight work; eager variables are anonymous resources, so the branch cannot find
-#: them by name as it does in a graph (common.tf_sync._findable_by_name). Strict: the day
-#: a change makes this pass, it fails until this mark goes.
-PER_WEIGHT_TF_INPUTS = pytest.mark.xfail(
-    strict=True, reason="issue #22, open for TF 2 eager: the traced non-syncing step takes "
-                        "one input per weight and slow copy (the sync's Case op captures each)")
-
 #: What hands a graph its inputs (a variable's handle, a function's argument) and does no work.
 INPUT_NODES = ("_Arg", "VarHandleOp")
 
@@ -263,25 +256,13 @@ def traced_step_executed(depth, injected):
     return counts
 
 
-#: Standalone Keras 2.2 makes TF1 ref variables, which the functional Case op cannot
-#: capture (TypeError from the branch's Assign), so its sync is a v1 tf.cond: a Switch per
-#: variable, run dead at every step (common.tf_sync._run_if). Keras 2.3's variables are
-#: resource variables (its CI run XPASSed when this mark named 2.3 too).
-V1_COND_OF_REF_VARIABLES = pytest.mark.xfail(
-    harness.standalone_keras_older_than(2, 3), strict=True,
-    reason="issue #22, open for standalone Keras 2.2: its ref variables need v1 tf.cond, "
-           "a Switch per variable at every step")
-
-
 @needs_tensorflow_step(graph=True)
-@V1_COND_OF_REF_VARIABLES
 def test_a_graph_train_function_that_does_not_sync_has_as_many_ops_more_than_plain_at_40_layers_as_at_10():
     extra, counts = added(graph_step_ops)
     assert extra[DEEP] == extra[SHALLOW], explain(counts)
 
 
 @needs_tensorflow_step(graph=True)
-@V1_COND_OF_REF_VARIABLES
 def test_a_graph_train_function_that_does_not_sync_executes_as_many_working_nodes_more_than_plain_at_40_layers_as_at_10():
     extra, counts = added(working(graph_step_executed))
     assert extra[DEEP] == extra[SHALLOW], explain(counts)
@@ -294,7 +275,6 @@ def test_a_traced_tf_step_that_does_not_sync_executes_as_many_working_nodes_more
 
 
 @needs_tensorflow_step(graph=False)
-@PER_WEIGHT_TF_INPUTS
 def test_a_traced_tf_step_that_does_not_sync_has_as_many_ops_more_than_plain_at_40_layers_as_at_10():
     extra, counts = added(traced_step_ops)
     assert extra[DEEP] == extra[SHALLOW], explain(counts)

@@ -1,5 +1,7 @@
 """What users combine with Lookahead keeps working and stays exact."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -122,6 +124,33 @@ def test_custom_train_step_that_calls_the_optimizer_matches_numpy_lookahead(exec
     x, y = harness.data()
     harness.assert_trajectories_equal(harness.train(model, "fit", x, y),
                                       expected("momentum", 3, 0.5, x, y))
+    assert la.step == harness.STEPS
+
+
+def _compile_without_jit_compile():
+    """The skip reason where Keras' compile() has no jit_compile= for a TF step to be
+    compiled by XLA, else None."""
+    if harness.KERAS3_WITHOUT_TF:
+        return harness.without_tensorflow("XLA compiles the TF step (on JAX fit is jitted "
+                                          "in every test, on PyTorch \"jit\" is torch.compile)")
+    if harness.GRAPH:
+        return "graph mode runs the train function in a session, not an XLA-compiled tf.function"
+    if "jit_compile" not in inspect.signature(harness.keras.Model.compile).parameters:
+        return "Keras of TF {} has no compile(jit_compile=)".format(harness.tf.__version__)
+    return None
+
+
+@pytest.mark.skipif(_compile_without_jit_compile() is not None,
+                    reason=str(_compile_without_jit_compile()))
+@pytest.mark.parametrize("k, alpha", [(3, 0.5), (2, 0.0)])
+def test_a_step_xla_compiles_matches_numpy_lookahead(k, alpha):
+    # tf2xla cannot look a variable up by name (no VarHandleOp kernel): there the sync's
+    # branch takes the slow copies as inputs (common.tf_sync._reached).
+    model = harness.mlp("sgd", harness.start_weights(), jit_compile=True)
+    la = inject(model, k=k, alpha=alpha)
+    x, y = harness.data()
+    harness.assert_trajectories_equal(harness.train(model, "fit", x, y),
+                                      expected("sgd", k, alpha, x, y))
     assert la.step == harness.STEPS
 
 

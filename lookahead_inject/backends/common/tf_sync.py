@@ -19,6 +19,8 @@ knows which TF version runs.
 
 import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2
+# GraphOrParentsInXlaContext (TF 1.14 - 2.21): whether a step XLA compiles is being traced.
+from tensorflow.python.ops import control_flow_util
 
 from ...rule import KEEP, PULLBACK, tf_rule
 from . import horovod, lookahead_state, optimizer_slots
@@ -177,18 +179,21 @@ class LookaheadVariables(lookahead_state.LookaheadState):
                                                 if i not in ids])
             step_is_0 = tf.equal(self.step.read_value(), 0)
             if pending is None:
-                return _run_if(step_is_0, lambda: self._take_slow_ops(pairs),
-                               refs=_has_refs(pairs), captures=_variables(pairs, [self.step]))
+                captures = _variables(pairs, [self.step])
+                names = _names(pairs, captures)
+                return _run_if(step_is_0, lambda: self._take_slow_ops(pairs, names),
+                               refs=_has_refs(pairs), captures=captures)
+            captures = _variables(pairs, [self.step, pending])
+            names, joining_names = _names(pairs, captures), _names(joining, captures)
 
             def take_all():
-                return self._take_slow_ops(pairs, [pending.assign(False)])
+                return self._take_slow_ops(pairs, names, [pending.assign(False)])
 
             def take_joining():
-                return self._take_slow_ops(joining, [pending.assign(False)])
+                return self._take_slow_ops(joining, joining_names, [pending.assign(False)])
             # The branch index: 0 takes nothing, 1 every copy (step 0), 2 the joining ones.
             index = tf.where(step_is_0, 1, tf.where(pending.read_value(), 2, 0))
-            return _switch_case(index, [_nothing, take_all, take_joining],
-                                captures=_variables(pairs, [self.step, pending]))
+            return _switch_case(index, [_nothing, take_all, take_joining], captures=captures)
         return once_for_all_replicas(start)
 
     def _joining(self, weights):
@@ -200,9 +205,10 @@ class LookaheadVariables(lookahead_state.LookaheadState):
             self._join = (key, self.pairs(joining), self.store.make_flag() if joining else None)
         return self._join[1:]
 
-    def _take_slow_ops(self, pairs, also=()):
-        """The ops ``slow <- fast`` for ``pairs`` (and ``also``), in a step."""
-        copies = [s.assign(f) for f, s in pairs] + list(also)
+    def _take_slow_ops(self, pairs, names, also=()):
+        """The ops ``slow <- fast`` for ``pairs`` (and ``also``), in a branch of a step
+        (``names``: see ``_names``)."""
+        copies = [s.assign(f.read_value()) for f, s in _reached(pairs, names)] + list(also)
         # --- Horovod (common/horovod.py) -----------------------------------
         # Each rank copied its own fast weights, which Horovod's broadcast replaces
         # with rank 0's only later and never the slow copies: every rank takes
@@ -227,21 +233,20 @@ class LookaheadVariables(lookahead_state.LookaheadState):
         momentum = ([self.momentum_for(w) for w in weights]
                     if self.optimizer_state == PULLBACK else ())
         captures = _variables(pairs, list(momentum) + [self.step])
-        by_name = _findable_by_name(captures)
+        names = _names(pairs, captures)
 
         def sync():
             # Built inside the branch, so steps that do not sync run none of it; the
             # optimizer's slots are not the weights, so the two need no order.
             also = optimizer_slots.sync_ops(self.optimizer_state, optimizer, weights,
                                              self.alpha, momentum)
-            found = [(_FoundByName(f), _FoundByName(s)) for f, s in pairs] if by_name else pairs
-            return pull_together(found, self.alpha, also)
+            return pull_together(_reached(pairs, names), self.alpha, also)
 
         def count_and_sync():
             step = tf_rule.updated(self.step.assign_add(1), self.step)
             # The phase in the cycle is the branch index: 0 syncs, any other does nothing.
             phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
-            if _has_refs(pairs):
+            if _captures_refs(pairs, names, self.optimizer_state):
                 return _run_if(tf.equal(phase, 0), sync, refs=True)
             return _switch_case(phase, [sync], default=_nothing, captures=captures)
 
@@ -315,10 +320,10 @@ def _run_if(predicate, then, refs=False, captures=()):
     have (benchmarks/RESULTS.md, "Design notes from measurements"). Eagerly it just
     calls the chosen branch.
 
-    With ``refs`` (TF1 ref variables, which standalone Keras 2.2 makes) the
-    functional op cannot capture the variables (TypeError from the branch's
-    Assign); v1 tf.cond can, at the cost above. ``captures``: the variables ``then``
-    uses (see ``_switch_case``).
+    With ``refs`` (``then`` captures TF1 ref variables, which standalone Keras 2.2
+    makes, see ``_captures_refs``) the functional op cannot take them (TypeError from
+    the branch's Assign); v1 tf.cond can, at the cost above. ``captures``: the
+    variables ``then`` uses (see ``_switch_case``).
     """
     if refs:
         return tf.compat.v1.cond(predicate, then, _nothing)
@@ -354,39 +359,78 @@ def _switch_case(index, branches, default=None, captures=()):
     return out
 
 
-def _findable_by_name(variables):
-    """Whether a function (the sync's branch) can find ``variables`` by their shared name
-    rather than capture them: in a TF 1 graph (the graph backends), with resource
-    variables on one device.
+def _names(pairs, captures):
+    """Where a branch of the step finds each variable of the (fast, slow) pairs by its
+    shared name, a (container, shared name, device) each, or None: captured. Decided
+    where the step is built, outside its branches (whose graphs are functions).
 
-    A captured variable is an input of the Case op, so every step that does not sync
-    would still run a ``VarHandleOp`` per weight and slow copy to hand it over (issue
-    #22; benchmarks/case_inputs.py, benchmarks/RESULTS.md). A graph's
-    resource variable is the resource its session's device holds under the variable's
-    shared name, which a ``VarHandleOp`` of the branch's own finds when the branch runs.
-    Not in a ``tf.function`` (TF 2 eager): eager variables are anonymous resources, which
-    only their handle reaches. Not across devices: the branch looks on its own.
+    A captured variable is an input of the branch op (Case), so every step that does
+    not sync would still hand it over (issue #22; benchmarks/case_inputs.py,
+    benchmarks/RESULTS.md). A branch finds a variable by name with a ``VarHandleOp`` of
+    its own: a TF 1 graph's resource variables (the resource its session's device holds
+    under the variable's shared name) and the hook family's slow copies
+    (``named_variables``). Not the weights of a ``tf.function`` (TF 2 eager): Keras makes
+    them anonymous resources, which only their handle reaches. A TF 1 ref variable
+    (standalone Keras 2.2) is found as its graph's ``VariableV2`` finds it, by the shared
+    name it defaults to, its op's name (``_RefFoundByName``). Not across devices (``captures``, every variable
+    the branches use): the branch looks on its own. Not in a step XLA compiles
+    (``jit_compile=True``): tf2xla has no ``VarHandleOp`` ("Detected unsupported
+    operations", TF 2.15).
     """
+    if not _on_one_device(captures) or _compiled_by_xla():
+        return [(None, None) for _ in pairs]
+    return [(_name(fast), _name(slow)) for fast, slow in pairs]
+
+
+def _name(variable):
     if tf.executing_eagerly() or tf.compat.v1.get_default_graph().building_function:
+        # A tf.function or eagerly (TF 2): only the hook family's slow copies have a name.
+        # Imported here: TF 1.14 has no BaseResourceVariable to make them with.
+        from . import named_variables
+        named = named_variables.shared_name(variable)
+        return None if named is None else ("", named, variable.device)
+    if _is_ref(variable):
+        op = variable.op
+        if op.type not in ("VariableV2", "Variable"):
+            return None
+        return op.get_attr("container"), op.get_attr("shared_name") or op.name, op.device
+    op = getattr(getattr(variable, "handle", None), "op", None)
+    if op is None or op.type != "VarHandleOp" or not op.get_attr("shared_name"):
+        return None
+    return op.get_attr("container"), op.get_attr("shared_name"), op.device
+
+
+def _captures_refs(pairs, names, optimizer_state):
+    """Whether the sync's branch captures a TF 1 ref variable, which the functional Case
+    cannot take (TypeError from the branch's Assign): a weight or slow copy not found by
+    name, or with ``optimizer_state`` other than "keep" the optimizer's slots and the
+    momentum copies, ref variables where the weights are."""
+    if not _has_refs(pairs):
         return False
-    if not _on_one_device(variables):
-        return False
-    return all(not _is_ref(v) and getattr(getattr(v, "handle", None), "op", None) is not None
-               and v.handle.op.type == "VarHandleOp" and v.handle.op.get_attr("shared_name")
-               for v in variables)
+    return optimizer_state != KEEP or any(where is None for pair in names for where in pair)
+
+
+def _reached(pairs, names):
+    """The (fast, slow) pairs as a branch of the step uses them, built inside it: each
+    variable found by its name in ``names`` (``_names``), or captured."""
+    def reached(variable, where):
+        if where is None:
+            return variable
+        return (_RefFoundByName if _is_ref(variable) else _FoundByName)(variable, *where)
+    return [(reached(fast, fast_where), reached(slow, slow_where))
+            for (fast, slow), (fast_where, slow_where) in zip(pairs, names)]
 
 
 class _FoundByName(object):
-    """A TF 1 graph's resource variable as a function finds it by its shared name, for
-    ``tf_rule`` (reads, ``assign``, ``assign_add``; see ``_findable_by_name``)."""
+    """A resource variable as a function finds it by its shared name, for ``tf_rule``
+    (reads, ``assign``, ``assign_add``; see ``_names``)."""
 
-    def __init__(self, variable):
-        op = variable.handle.op
+    def __init__(self, variable, container, shared_name, device):
         self.dtype = tf.as_dtype(variable.dtype).base_dtype
-        with tf.device(op.device):
+        with tf.device(device):
             self.handle = tf.raw_ops.VarHandleOp(
-                dtype=self.dtype, shape=variable.shape, container=op.get_attr("container"),
-                shared_name=op.get_attr("shared_name"))
+                dtype=self.dtype, shape=variable.shape, container=container,
+                shared_name=shared_name)
 
     def read_value(self):
         return tf.raw_ops.ReadVariableOp(resource=self.handle, dtype=self.dtype)
@@ -402,6 +446,41 @@ class _FoundByName(object):
 
     def assign(self, value):
         return tf.raw_ops.AssignVariableOp(resource=self.handle, value=value)
+
+
+class _RefFoundByName(_FoundByName):
+    """A TF 1 ref variable as a function finds it: a ``VariableV2`` op of the same shared
+    name and shape looks the graph's variable up in its session's resource manager
+    rather than make one (TF 1.14, 1.15)."""
+
+    def __init__(self, variable, container, shared_name, device):
+        self.dtype = tf.as_dtype(variable.dtype).base_dtype
+        with tf.device(device):
+            self.handle = tf.raw_ops.VariableV2(shape=variable.shape, dtype=self.dtype,
+                                                container=container, shared_name=shared_name)
+
+    def read_value(self):
+        return tf.identity(self.handle)
+
+    def assign_add(self, delta):
+        # The ref it returns is read after the add.
+        return tf.identity(tf.compat.v1.assign_add(self.handle, delta))
+
+    def assign(self, value):
+        return tf.compat.v1.assign(self.handle, value)
+
+
+# A captured weight minus a slow copy found by name (a tf.function's sync) reads the copy.
+tf.register_tensor_conversion_function(
+    _FoundByName, lambda found, dtype=None, name=None, as_ref=False: found.read_value())
+
+
+def _compiled_by_xla():
+    # tf.function(jit_compile=True) traces inside an XLA control flow context, which
+    # its branches' graphs inherit (TF 2.15, 2.21); TF 1's xla.compile too.
+    graph = tf.compat.v1.get_default_graph()
+    return (not tf.executing_eagerly()
+            and control_flow_util.GraphOrParentsInXlaContext(graph))
 
 
 def _on_one_device(variables):

@@ -7,8 +7,9 @@ model's. So these backends reuse ``_train_function.attach`` (the Lookahead ops a
 to that ``K.function``) with a builder that mirrors the Keras version's own.
 What differs from tf.keras: the learning phase is an input only when the model
 uses it (``_uses_dynamic_learning_phase``; there is no
-``symbolic_learning_phase``), Keras 2.2 makes TF1 ref variables (the sync then
-branches with v1 control flow, see ``common.tf_sync._run_if``), and the models are not
+``symbolic_learning_phase``), Keras 2.2 makes TF1 ref variables (the sync's branch
+finds them by name, see ``common.tf_sync._names``; v1 control flow where it captures
+one: ``_captures_refs``), and the models are not
 TF Trackables: their weights are saved to HDF5 only, so no TF checkpoint carries
 the Lookahead state; their HDF5 files do (``common.h5_files``, installed by
 ``_train_function.attach``).

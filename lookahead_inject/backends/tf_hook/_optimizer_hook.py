@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from ..common import estimator, horovod, optimizer_slots
 from ..common.attachment import Attachment, all_or_nothing, follow_compile, trainable_weights
+from ..common.named_variables import NamedVariable
 from ..common.optimizer_chain import check_not_hooked, innermost
 from ..common.tf_checkpoint import Checkpointed, CheckpointedStore
 from ..common.tf_sync import LookaheadVariables, slow_name
@@ -28,7 +29,7 @@ class EagerStore(CheckpointedStore):
     moved eagerly, also from inside a traced step (``tf.init_scope``).
 
     A slow copy has its weight's dtype and sits on its weight's device (a
-    strategy places its own copies). It starts at zero: the in-step start (step 0)
+    strategy places its own copies); without a strategy it is a ``NamedVariable``. It starts at zero: the in-step start (step 0)
     or join fills it from the fast weight at the first step that trains it.
     """
 
@@ -40,11 +41,13 @@ class EagerStore(CheckpointedStore):
         fast = self.tf_variable(weight)
         # Never a variable of a traced step: lifted out to the eager context.
         with tf.init_scope(), _scope(self.strategy):
-            distributed = tf.distribute.has_strategy()     # False for the default strategy
-            device = tf.device(fast.device) if not distributed else contextlib.nullcontext()
-            with device:
-                slow = tf.Variable(tf.zeros(fast.shape, fast.dtype), trainable=False,
-                                   name=slow_name(fast, kind))
+            zeros, name = tf.zeros(fast.shape, fast.dtype), slow_name(fast, kind)
+            if tf.distribute.has_strategy():      # False for the default strategy
+                slow = tf.Variable(zeros, trainable=False, name=name)
+            else:
+                # Named: the sync's branch finds it by name, not as an input of every step.
+                with tf.device(fast.device):
+                    slow = NamedVariable(zeros, name)
             # Eagerly too: a pending checkpoint restore fills the copy as it is added.
             self.checkpointed.add(weight, slow, kind)
         return slow
