@@ -124,8 +124,8 @@ def test_settings_of_the_inner_optimizer_train_as_with_inject(settings):
     assert max(np.abs(a - b).max() for a, b in zip(got, plain)) > 1e-4
 
 
-@pytest.mark.xfail(strict=True, reason="issue #23, open: the optimizer does not see compile(), "
-                   "so an unfrozen weight keeps its slow copy from before the freeze "
+@pytest.mark.xfail(strict=True, reason="a known difference (issue #23): the optimizer does not "
+                   "see compile(), so an unfrozen weight keeps its slow copy from before the freeze "
                    "(docs/lookahead-optimizer.md)")
 def test_a_weight_unfrozen_by_a_compile_takes_a_new_slow_copy_as_with_inject():
     if BACKEND == "keras3_jax":

@@ -306,8 +306,8 @@ def test_its_docstring_example_runs():
     assert docstring_examples([lookahead_optimizer.LookaheadOptimizer]) == (1, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="issue #23, open: the optimizer does not see compile(), "
-                   "so an unfrozen weight keeps its slow copy from before the freeze "
+@pytest.mark.xfail(strict=True, reason="a known difference (issue #23): the optimizer does not "
+                   "see compile(), so an unfrozen weight keeps its slow copy from before the freeze "
                    "(docs/lookahead-optimizer.md)")
 def test_a_weight_unfrozen_by_a_compile_takes_a_new_slow_copy_as_with_inject():
     x, y = harness.data()

@@ -372,10 +372,10 @@ def _names(pairs, captures):
     (``named_variables``). Not the weights of a ``tf.function`` (TF 2 eager): Keras makes
     them anonymous resources, which only their handle reaches. A TF 1 ref variable
     (standalone Keras 2.2) is found as its graph's ``VariableV2`` finds it, by the shared
-    name it defaults to, its op's name (``_RefFoundByName``). Not across devices (``captures``, every variable
-    the branches use): the branch looks on its own. Not in a step XLA compiles
-    (``jit_compile=True``): tf2xla has no ``VarHandleOp`` ("Detected unsupported
-    operations", TF 2.15).
+    name it defaults to, its op's name (``_RefFoundByName``). Not across devices
+    (``captures``, every variable the branches use): the branch looks on its own. Not
+    in a step XLA compiles (``jit_compile=True``): tf2xla has no ``VarHandleOp``
+    ("Detected unsupported operations", TF 2.15).
     """
     if not _on_one_device(captures) or _compiled_by_xla():
         return [(None, None) for _ in pairs]

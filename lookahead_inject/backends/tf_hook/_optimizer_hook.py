@@ -29,8 +29,9 @@ class EagerStore(CheckpointedStore):
     moved eagerly, also from inside a traced step (``tf.init_scope``).
 
     A slow copy has its weight's dtype and sits on its weight's device (a
-    strategy places its own copies); without a strategy it is a ``NamedVariable``. It starts at zero: the in-step start (step 0)
-    or join fills it from the fast weight at the first step that trains it.
+    strategy places its own copies); without a strategy it is a ``NamedVariable``.
+    It starts at zero: the in-step start (step 0) or join fills it from the fast
+    weight at the first step that trains it.
     """
 
     def __init__(self, strategy, tf_variable, checkpointed):
