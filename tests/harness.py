@@ -416,12 +416,6 @@ def tf_older_than(*release):
     return version is not None and version.release[:len(release)] < release
 
 
-def standalone_keras_older_than(*release):
-    """True on a standalone Keras older than ``release`` (e.g. (2, 3)); never elsewhere."""
-    from packaging.version import Version
-    return STANDALONE and Version(ENVIRONMENT.keras_version).release[:len(release)] < release
-
-
 def tf_is(*release):
     """True on TensorFlow ``release`` (e.g. (2, 15)); never without TensorFlow."""
     version = ENVIRONMENT.tf_version
