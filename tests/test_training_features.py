@@ -134,7 +134,8 @@ def _compile_without_jit_compile():
         return harness.without_tensorflow("XLA compiles the TF step (on JAX fit is jitted "
                                           "in every test, on PyTorch \"jit\" is torch.compile)")
     if harness.GRAPH:
-        return "graph mode runs the train function in a session, not an XLA-compiled tf.function"
+        return ("TF {} in graph mode runs the train function in a session, not an "
+                "XLA-compiled tf.function".format(harness.tf.__version__))
     if "jit_compile" not in inspect.signature(harness.keras.Model.compile).parameters:
         return "Keras of TF {} has no compile(jit_compile=)".format(harness.tf.__version__)
     return None
@@ -145,7 +146,7 @@ def _compile_without_jit_compile():
 @pytest.mark.parametrize("k, alpha", [(3, 0.5), (2, 0.0)])
 def test_a_step_xla_compiles_matches_numpy_lookahead(k, alpha):
     # tf2xla cannot look a variable up by name (no VarHandleOp kernel): there the sync's
-    # branch takes the slow copies as inputs (common.tf_sync._reached).
+    # branch takes the slow copies as inputs (common.tf_sync._names).
     model = harness.mlp("sgd", harness.start_weights(), jit_compile=True)
     la = inject(model, k=k, alpha=alpha)
     x, y = harness.data()
