@@ -141,8 +141,10 @@ def _compile_without_jit_compile():
     return None
 
 
-@pytest.mark.skipif(_compile_without_jit_compile() is not None,
-                    reason=str(_compile_without_jit_compile()))
+WITHOUT_JIT_COMPILE = _compile_without_jit_compile()
+
+
+@pytest.mark.skipif(WITHOUT_JIT_COMPILE is not None, reason=str(WITHOUT_JIT_COMPILE))
 @pytest.mark.parametrize("k, alpha", [(3, 0.5), (2, 0.0)])
 def test_a_step_xla_compiles_matches_numpy_lookahead(k, alpha):
     # tf2xla cannot look a variable up by name (no VarHandleOp kernel): there the sync's

@@ -182,7 +182,7 @@ class LookaheadVariables(lookahead_state.LookaheadState):
                 captures = _variables(pairs, [self.step])
                 names = _names(pairs, captures)
                 return _run_if(step_is_0, lambda: self._take_slow_ops(pairs, names),
-                               refs=_has_refs(pairs), captures=captures)
+                               refs=_captures_refs(pairs, names, KEEP), captures=captures)
             captures = _variables(pairs, [self.step, pending])
             names, joining_names = _names(pairs, captures), _names(joining, captures)
 
@@ -401,10 +401,10 @@ def _name(variable):
 
 
 def _captures_refs(pairs, names, optimizer_state):
-    """Whether the sync's branch captures a TF 1 ref variable, which the functional Case
-    cannot take (TypeError from the branch's Assign): a weight or slow copy not found by
-    name, or with ``optimizer_state`` other than "keep" the optimizer's slots and the
-    momentum copies, ref variables where the weights are."""
+    """Whether a branch of the step captures a TF 1 ref variable, which the functional
+    Case cannot take (TypeError from the branch's Assign): a weight or slow copy not found
+    by name, or with ``optimizer_state`` other than "keep" (the sync's) the optimizer's
+    slots and the momentum copies, ref variables where the weights are."""
     if not _has_refs(pairs):
         return False
     return optimizer_state != KEEP or any(where is None for pair in names for where in pair)
@@ -428,9 +428,11 @@ class _FoundByName(object):
     def __init__(self, variable, container, shared_name, device):
         self.dtype = tf.as_dtype(variable.dtype).base_dtype
         with tf.device(device):
-            self.handle = tf.raw_ops.VarHandleOp(
-                dtype=self.dtype, shape=variable.shape, container=container,
-                shared_name=shared_name)
+            self.handle = self._look_up(variable.shape, container, shared_name)
+
+    def _look_up(self, shape, container, shared_name):
+        return tf.raw_ops.VarHandleOp(dtype=self.dtype, shape=shape, container=container,
+                                      shared_name=shared_name)
 
     def read_value(self):
         return tf.raw_ops.ReadVariableOp(resource=self.handle, dtype=self.dtype)
@@ -453,11 +455,9 @@ class _RefFoundByName(_FoundByName):
     name and shape looks the graph's variable up in its session's resource manager
     rather than make one (TF 1.14, 1.15)."""
 
-    def __init__(self, variable, container, shared_name, device):
-        self.dtype = tf.as_dtype(variable.dtype).base_dtype
-        with tf.device(device):
-            self.handle = tf.raw_ops.VariableV2(shape=variable.shape, dtype=self.dtype,
-                                                container=container, shared_name=shared_name)
+    def _look_up(self, shape, container, shared_name):
+        return tf.raw_ops.VariableV2(shape=shape, dtype=self.dtype, container=container,
+                                     shared_name=shared_name)
 
     def read_value(self):
         return tf.identity(self.handle)
