@@ -182,7 +182,7 @@ class LookaheadVariables(lookahead_state.LookaheadState):
                 captures = _variables(pairs, [self.step])
                 names = _names(pairs, captures)
                 return _run_if(step_is_0, lambda: self._take_slow_ops(pairs, names),
-                               refs=_captures_refs(pairs, names, KEEP), captures=captures)
+                               refs=_captures_refs(pairs, names), captures=captures)
             captures = _variables(pairs, [self.step, pending])
             names, joining_names = _names(pairs, captures), _names(joining, captures)
 
@@ -246,7 +246,7 @@ class LookaheadVariables(lookahead_state.LookaheadState):
             step = tf_rule.updated(self.step.assign_add(1), self.step)
             # The phase in the cycle is the branch index: 0 syncs, any other does nothing.
             phase = tf.cast(tf.math.floormod(step, self.k), tf.int32)
-            if _captures_refs(pairs, names, self.optimizer_state):
+            if _captures_refs(pairs, names):
                 return _run_if(tf.equal(phase, 0), sync, refs=True)
             return _switch_case(phase, [sync], default=_nothing, captures=captures)
 
@@ -293,11 +293,6 @@ def once_for_all_replicas(fn):
     if tf_rule.has_strategy() and not tf.distribute.in_cross_replica_context():
         return tf.distribute.get_replica_context().merge_call(lambda strategy: fn())
     return fn()
-
-
-def _has_refs(pairs):
-    """Whether any of the variables is a TF1 ref variable (standalone Keras 2.2 makes them)."""
-    return any(_is_ref(v) for pair in pairs for v in pair)
 
 
 def _is_ref(variable):
@@ -400,14 +395,15 @@ def _name(variable):
     return op.get_attr("container"), op.get_attr("shared_name"), op.device
 
 
-def _captures_refs(pairs, names, optimizer_state):
+def _captures_refs(pairs, names):
     """Whether a branch of the step captures a TF 1 ref variable, which the functional
-    Case cannot take (TypeError from the branch's Assign): a weight or slow copy not found
-    by name, or with ``optimizer_state`` other than "keep" (the sync's) the optimizer's
-    slots and the momentum copies, ref variables where the weights are."""
-    if not _has_refs(pairs):
-        return False
-    return optimizer_state != KEEP or any(where is None for pair in names for where in pair)
+    Case cannot take (TypeError from the branch's Assign): one not found by name
+    (``_names``: weights on more than one device). Only standalone Keras 2.2 makes ref
+    variables, and it refuses ``optimizer_state`` other than "keep"
+    (``graph._standalone.attach``), so no ref slot of its optimizer reaches a branch."""
+    return any(where is None and _is_ref(variable)
+               for pair, pair_names in zip(pairs, names)
+               for variable, where in zip(pair, pair_names))
 
 
 def _reached(pairs, names):
