@@ -26,6 +26,10 @@ of them as input. In a traced TF 2 step it finds the slow copies by name
 of its branch ops: the plain step captures them already, so its op count adds none per
 weight, though each branch op still hands one ``_Arg`` per weight to the branch it calls.
 
+On TF 2 eager (Keras 2, tf-keras, Keras 3 on TF) the traced step is also counted with
+Lookahead compiled in as the optimizer (``LookaheadOptimizer``), whose slow copies are
+named too.
+
 Each count is taken at a step that does not sync (k=5; the step after the first, which
 takes the slow copies).
 """
@@ -49,7 +53,12 @@ WIDTH, BATCH = 8, 16
 K, ALPHA = 5, 0.5
 
 
-def dense_stack(depth, run_eagerly=False, input_shape=True):
+#: Lookahead compiled in as the optimizer (``LookaheadOptimizer`` around the same Adam) for
+#: ``model``'s ``injected``, beside True (``inject`` after compile) and False (plain).
+OPTIMIZER_FORM = "LookaheadOptimizer"
+
+
+def dense_stack(depth, run_eagerly=False, input_shape=True, optimizer=None):
     """``depth`` Dense layers; without ``input_shape`` no weights until the first step."""
     keras = harness.keras
     if not input_shape:
@@ -61,7 +70,7 @@ def dense_stack(depth, run_eagerly=False, input_shape=True):
             keras.layers.Dense(WIDTH) for _ in range(depth - 1)]
     model = keras.Sequential(layers)
     # Standalone Keras 2.2's compile takes no run_eagerly.
-    model.compile(optimizer=harness.optimizer("adam"), loss="mse",
+    model.compile(optimizer=optimizer or harness.optimizer("adam"), loss="mse",
                   **({"run_eagerly": True} if run_eagerly else {}))
     return model
 
@@ -73,16 +82,21 @@ def batch():
 
 def model(depth, injected, run_eagerly=False, input_shape=True):
     harness.fresh_session()
-    built = dense_stack(depth, run_eagerly, input_shape)
-    if injected:
+    optimizer = None
+    if injected == OPTIMIZER_FORM:
+        optimizer = lookahead_inject.LookaheadOptimizer(harness.optimizer("adam"), k=K,
+                                                        alpha=ALPHA)
+    built = dense_stack(depth, run_eagerly, input_shape, optimizer)
+    if injected is True:
         lookahead_inject.inject(built, k=K, alpha=ALPHA)
     return built
 
 
-def added(count):
-    """{depth: count(injected) - count(plain)}, with the counts, for the failure message."""
-    counts = {(depth, injected): count(depth, injected)
-              for depth in (SHALLOW, DEEP) for injected in (False, True)}
+def added(count, form=True):
+    """{depth: count(Lookahead added as ``form``) - count(plain)}, with the counts (the
+    injected ones under True), for the failure message."""
+    counts = {(depth, bool(injected)): count(depth, injected)
+              for depth in (SHALLOW, DEEP) for injected in (False, form)}
     return {depth: _difference(counts[depth, True], counts[depth, False])
             for depth in (SHALLOW, DEEP)}, counts
 
@@ -277,6 +291,20 @@ def test_a_traced_tf_step_that_does_not_sync_executes_as_many_working_nodes_more
 @needs_tensorflow_step(graph=False)
 def test_a_traced_tf_step_that_does_not_sync_has_as_many_ops_more_than_plain_at_40_layers_as_at_10():
     extra, counts = added(traced_step_ops)
+    assert extra[DEEP] == extra[SHALLOW], explain(counts)
+
+
+@needs_tensorflow_step(graph=False)
+def test_a_traced_tf_step_of_the_lookahead_optimizer_that_does_not_sync_has_as_many_ops_more_than_plain_at_40_layers_as_at_10():
+    # Its slow copies are the optimizer's variables (Keras 2's slots, Keras 3's
+    # add_variable_from_reference), made named as inject's are.
+    extra, counts = added(traced_step_ops, OPTIMIZER_FORM)
+    assert extra[DEEP] == extra[SHALLOW], explain(counts)
+
+
+@needs_tensorflow_step(graph=False)
+def test_a_traced_tf_step_of_the_lookahead_optimizer_that_does_not_sync_executes_as_many_working_nodes_more_than_plain_at_40_layers_as_at_10():
+    extra, counts = added(working(traced_step_executed), OPTIMIZER_FORM)
     assert extra[DEEP] == extra[SHALLOW], explain(counts)
 
 

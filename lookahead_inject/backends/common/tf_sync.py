@@ -354,6 +354,17 @@ def _switch_case(index, branches, default=None, captures=()):
     return out
 
 
+def looked_up_by_name(variables, captures):
+    """``variables`` as a branch of the step uses them: call it where the step is built,
+    outside the branch, and what it returns inside the branch. Each variable the branch
+    can find by its name (``_names``) is found so, the others are captured. ``captures``:
+    every variable the branches use. For Keras 3 on TensorFlow's ``LookaheadOptimizer``
+    (``native.keras3_tensorflow``), whose slow copies are named."""
+    find = _finder(captures)
+    names = [find(variable) for variable in variables]
+    return lambda: [_reached_one(v, where) for v, where in zip(variables, names)]
+
+
 def _names(pairs, captures):
     """Where a branch of the step finds each variable of the (fast, slow) pairs by its
     shared name, a (container, shared name, device) each, or None: captured. Decided
@@ -372,9 +383,14 @@ def _names(pairs, captures):
     in a step XLA compiles (``jit_compile=True``): tf2xla has no ``VarHandleOp``
     ("Detected unsupported operations", TF 2.15).
     """
+    find = _finder(captures)
+    return [(find(fast), find(slow)) for fast, slow in pairs]
+
+
+def _finder(captures):
     if not _on_one_device(captures) or _compiled_by_xla():
-        return [(None, None) for _ in pairs]
-    return [(_name(fast), _name(slow)) for fast, slow in pairs]
+        return lambda variable: None
+    return _name
 
 
 def _name(variable):
@@ -409,12 +425,14 @@ def _captures_refs(pairs, names):
 def _reached(pairs, names):
     """The (fast, slow) pairs as a branch of the step uses them, built inside it: each
     variable found by its name in ``names`` (``_names``), or captured."""
-    def reached(variable, where):
-        if where is None:
-            return variable
-        return (_RefFoundByName if _is_ref(variable) else _FoundByName)(variable, *where)
-    return [(reached(fast, fast_where), reached(slow, slow_where))
+    return [(_reached_one(fast, fast_where), _reached_one(slow, slow_where))
             for (fast, slow), (fast_where, slow_where) in zip(pairs, names)]
+
+
+def _reached_one(variable, where):
+    if where is None:
+        return variable
+    return (_RefFoundByName if _is_ref(variable) else _FoundByName)(variable, *where)
 
 
 class _FoundByName(object):

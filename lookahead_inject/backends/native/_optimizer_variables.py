@@ -37,6 +37,8 @@ place when they do not run), PyTorch in Python from host-side copies of the coun
 and the flags (no device-to-host read per step).
 """
 
+import contextlib
+
 import numpy as np
 from keras import ops
 
@@ -88,6 +90,12 @@ class Platform(object):
     PACKED = 0
     #: Where PACKED: a weight of at least this many elements has an array of its own.
     ALONE = 0
+
+    @staticmethod
+    def making_variables():
+        """A context around making the state's variables and setting their values
+        (TensorFlow: ``keras3_tensorflow``)."""
+        return contextlib.nullcontext()
 
     @staticmethod
     def sync_state(model):
@@ -286,18 +294,19 @@ class NativeLookahead(lookahead_state.LookaheadState):
         values = [self._holders[key].value for key in keys]
         values[1] = np.asarray([1 if id(w) in new else flags[id(w)] for w in weights],
                                np.int32)
-        made = [optimizer.add_variable((), initializer="zeros", dtype="int32",
-                                       name="lookahead_step"),
-                optimizer.add_variable((len(weights),), initializer="zeros", dtype="int32",
-                                       name="lookahead_pending")]
         packed = self.platform.PACKED and bool(weights)
         per_weight = [i for i, key in enumerate(keys) if i >= 2 and
                       not (packed and key[0] == "slow")]
-        made += [optimizer.add_variable_from_reference(
-            sources[i], name="lookahead_" + keys[i][0]) for i in per_weight]
-        for variable, i in zip(made, [0, 1] + per_weight):
-            variable.assign(np.asarray(values[i], _dtype(variable)))
-            self._holders[keys[i]] = variable
+        with self.platform.making_variables():
+            made = [optimizer.add_variable((), initializer="zeros", dtype="int32",
+                                           name="lookahead_step"),
+                    optimizer.add_variable((len(weights),), initializer="zeros", dtype="int32",
+                                           name="lookahead_pending")]
+            made += [optimizer.add_variable_from_reference(
+                sources[i], name="lookahead_" + keys[i][0]) for i in per_weight]
+            for variable, i in zip(made, [0, 1] + per_weight):
+                variable.assign(np.asarray(values[i], _dtype(variable)))
+                self._holders[keys[i]] = variable
         self.packed = []
         if packed:
             self._pack(optimizer, weights, values[2:2 + len(weights)])

@@ -20,7 +20,7 @@ import tensorflow as tf
 from ... import arguments
 from ...environment import keras_2_behind_tf_keras
 from ...errors import InvalidArgumentError, UnsupportedEnvironmentError
-from ..common import optimizer_slots
+from ..common import named_variables, optimizer_slots
 from ..common.optimizer_chain import check_no_loss_scale_inside, passed_to_inner
 from ..common.tf_checkpoint import NotCheckpointed
 from ..common.tf_sync import LookaheadVariables
@@ -66,7 +66,8 @@ class _SlotStore(EagerStore):
         self.optimizer = optimizer
 
     def make_slow(self, weight, kind="slow"):
-        with tf.init_scope():
+        # Named: the step's branches find them by name, not as inputs of every step.
+        with tf.init_scope(), named_variables.made_named():
             return self.optimizer.add_slot(weight, _SLOTS[kind],
                                            initializer=weight if kind == "slow" else "zeros")
 
