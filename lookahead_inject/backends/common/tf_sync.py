@@ -414,9 +414,10 @@ def _name(variable):
 def _captures_refs(pairs, names):
     """Whether a branch of the step captures a TF 1 ref variable, which the functional
     Case cannot take (TypeError from the branch's Assign): one not found by name
-    (``_names``: variables on more than one device, or a step XLA compiles). Only standalone Keras 2.2 makes ref
-    variables, and it refuses ``optimizer_state`` other than "keep"
-    (``graph._standalone.attach``), so no ref slot of its optimizer reaches a branch."""
+    (``_names``: variables on more than one device, or a step XLA compiles). Only
+    standalone Keras 2.2 makes ref variables, and it refuses ``optimizer_state`` other
+    than "keep" (``graph._standalone.attach``), so no ref slot of its optimizer reaches a
+    branch."""
     return any(where is None and _is_ref(variable)
                for pair, pair_names in zip(pairs, names)
                for variable, where in zip(pair, pair_names))
